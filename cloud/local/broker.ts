@@ -1,0 +1,359 @@
+/**
+ * The local IoT Core message broker: aedes behind node:tls with mutual authentication, and IoT Core's
+ * hooks: certificate status, IoT policies at CONNECT / PUBLISH / SUBSCRIBE / delivery, the documented
+ * differences from plain MQTT (no QoS 2, 128 KB payloads, topic limits, reserved `$aws/` topics, a
+ * second connection with the same client id closes the first), and lifecycle events.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { type Server, type TLSSocket, createServer } from 'node:tls';
+import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
+import type { Logger } from 'pino';
+import { parseShadowTopic, presenceTopic, RESERVED_PREFIX } from '../../protocol/topics.js';
+import { LocalCloudError } from './errors.js';
+import {
+  checkIotTopicLimits,
+  clientArn,
+  evaluate,
+  isValidTopicFilter,
+  isValidTopicName,
+  type PolicyContext,
+  topicArn,
+  topicFilterArn,
+  topicMatchesFilter,
+} from './policy.js';
+import type { Registry } from './registry.js';
+
+/** AWS IoT Core's message size limit for MQTT publishes (128 KB). */
+export const MAX_PAYLOAD_BYTES = 128 * 1024;
+/** AWS IoT Core's client id length limit (bytes). */
+export const MAX_CLIENT_ID_BYTES = 128;
+
+export type DisconnectReason =
+  | 'AUTH_ERROR'
+  | 'CLIENT_INITIATED_DISCONNECT'
+  | 'CLIENT_ERROR'
+  | 'CONNECTION_LOST'
+  | 'DUPLICATE_CLIENTID'
+  | 'MQTT_KEEP_ALIVE_TIMEOUT'
+  | 'SERVER_INITIATED_DISCONNECT';
+
+interface Connection {
+  client: Client;
+  ctx: PolicyContext;
+  certificateArn: string;
+  sessionIdentifier: string;
+  versionNumber: number;
+  ipAddress: string;
+  reason?: DisconnectReason;
+}
+
+export interface BrokerTls {
+  certPem: string;
+  keyPem: string;
+  /** PEM certificates of the CAs whose device certificates may connect. */
+  caPems: () => string[];
+}
+
+export interface IotBrokerOptions {
+  registry: Registry;
+  region: string;
+  accountId: string;
+  tls: BrokerTls;
+  logger: Logger;
+}
+
+/** An internal subscriber (shadow service, rules engine) receives every matching message. */
+export type InternalHandler = (topic: string, payload: Buffer, meta: { clientId?: string; qos: number }) => void;
+
+export class BrokerError extends LocalCloudError {}
+
+export class IotBroker {
+  readonly aedes: Aedes;
+  private server?: Server;
+  private readonly connections = new Map<string, Connection>();
+  private readonly byClient = new WeakMap<Client, Connection>();
+  private readonly versions = new Map<string, number>();
+  private readonly log: Logger;
+  private readonly internal: { filter: string; handler: InternalHandler }[] = [];
+
+  private constructor(
+    private readonly opts: IotBrokerOptions,
+    aedes: Aedes,
+  ) {
+    this.aedes = aedes;
+    this.log = opts.logger;
+    aedes.authenticate = (client, _u, _p, done) => this.authenticate(client, done);
+    aedes.authorizePublish = (client, packet, done) => this.authorizePublish(client, packet, done);
+    aedes.authorizeSubscribe = (client, sub, done) => this.authorizeSubscribe(client, sub, done);
+    aedes.authorizeForward = (client, packet) => this.authorizeForward(client, packet);
+    aedes.on('publish', (packet, client) => this.dispatchInternal(packet, client));
+    aedes.on('clientReady', (client) => this.onReady(client));
+    aedes.on('clientDisconnect', (client) => this.onDisconnect(client));
+    aedes.on('keepaliveTimeout', (client) => this.markReason(client, 'MQTT_KEEP_ALIVE_TIMEOUT'));
+    aedes.on('clientError', (client, err) => {
+      this.markReason(client, 'CLIENT_ERROR');
+      this.log.debug({ clientId: client.id, err: err.message }, 'client error');
+    });
+    aedes.on('connectionError', (_client, err) => this.log.debug({ err: err.message }, 'connection error'));
+    opts.registry.on('certificateStatusChanged', (rec) => {
+      if (rec.status === 'ACTIVE') return;
+      for (const conn of this.connections.values()) {
+        if (conn.certificateArn === rec.certificateArn) {
+          conn.reason = 'AUTH_ERROR';
+          conn.client.close();
+        }
+      }
+    });
+    opts.registry.on('caCertificatesChanged', () => this.refreshTlsContext());
+  }
+
+  static async create(opts: IotBrokerOptions): Promise<IotBroker> {
+    const aedes = await Aedes.createBroker({ maxClientsIdLength: 1024 });
+    return new IotBroker(opts, aedes);
+  }
+
+  private tlsOptions() {
+    return {
+      cert: this.opts.tls.certPem,
+      key: this.opts.tls.keyPem,
+      ca: this.opts.tls.caPems(),
+      minVersion: 'TLSv1.2' as const,
+      requestCert: true,
+      rejectUnauthorized: true,
+    };
+  }
+
+  private refreshTlsContext(): void {
+    this.server?.setSecureContext(this.tlsOptions());
+  }
+
+  /** Listens for MQTT over TLS; resolves with the bound port. */
+  async listen(port: number, host: string): Promise<number> {
+    const server = createServer(this.tlsOptions(), (socket) => this.aedes.handle(socket));
+    server.on('tlsClientError', (err, socket) => {
+      this.log.info({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake refused');
+    });
+    server.listen(port, host);
+    await once(server, 'listening');
+    this.server = server;
+    const addr = server.address();
+    if (addr === null || typeof addr === 'string') throw new BrokerError('broker has no TCP address');
+    return addr.port;
+  }
+
+  async close(): Promise<void> {
+    for (const conn of this.connections.values()) conn.reason = 'SERVER_INITIATED_DISCONNECT';
+    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    const server = this.server;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Publishes as the service itself (no policy check on publish; delivery still checks iot:Receive). */
+  publish(topic: string, payload: string | Buffer, qos: 0 | 1 = 0, retain = false): Promise<void> {
+    const packet: PublishPacket = {
+      cmd: 'publish',
+      topic,
+      payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+      qos,
+      retain,
+      dup: false,
+    };
+    return new Promise((resolve, reject) => this.aedes.publish(packet, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /**
+   * Subscribes an internal handler (shadow service, rules engine) to a topic filter. It sees every
+   * message published to a matching topic, by devices or by the service, with the publisher's client id.
+   */
+  subscribe(filter: string, handler: InternalHandler): () => void {
+    const entry = { filter, handler };
+    this.internal.push(entry);
+    return () => {
+      const i = this.internal.indexOf(entry);
+      if (i >= 0) this.internal.splice(i, 1);
+    };
+  }
+
+  private dispatchInternal(packet: AedesPublishPacket, client: Client | null): void {
+    if (this.internal.length === 0 || packet.topic.startsWith('$SYS/')) return;
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    for (const { filter, handler } of this.internal) {
+      if (!topicMatchesFilter(filter, packet.topic)) continue;
+      try {
+        handler(packet.topic, payload, { qos: packet.qos, ...(client ? { clientId: client.id } : {}) });
+      } catch (err) {
+        this.log.error({ err, topic: packet.topic }, 'internal subscriber failed');
+      }
+    }
+  }
+
+  connectedClientIds(): string[] {
+    return [...this.connections.keys()];
+  }
+
+  // ---- hooks ----
+
+  private markReason(client: Client, reason: DisconnectReason): void {
+    const conn = this.byClient.get(client);
+    if (conn && conn.reason === undefined) conn.reason = reason;
+  }
+
+  private refuse(client: Client, why: string, done: (err: Error) => void, reason: DisconnectReason): void {
+    this.markReason(client, reason);
+    this.log.info({ clientId: client.id, why }, 'refused');
+    done(new BrokerError(why));
+  }
+
+  private authenticate(
+    client: Client,
+    done: (err: (Error & { returnCode: number }) | null, ok: boolean | null) => void,
+  ): void {
+    const fail = (why: string, returnCode = 5) => {
+      this.log.info({ clientId: client.id, why }, 'connect refused');
+      done(Object.assign(new BrokerError(why), { returnCode }), false);
+    };
+    const socket = client.conn as TLSSocket;
+    const peer = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
+    if (!peer?.raw) return fail('no client certificate');
+    const certificateId = createHash('sha256').update(peer.raw).digest('hex');
+    const record = this.opts.registry.findCertificate(certificateId);
+    if (!record) return fail(`certificate ${certificateId} is not registered`);
+    if (record.status !== 'ACTIVE') return fail(`certificate ${certificateId} is ${record.status}`);
+    const clientId = client.id;
+    if (Buffer.byteLength(clientId) > MAX_CLIENT_ID_BYTES) {
+      return fail(`client id longer than ${MAX_CLIENT_ID_BYTES} bytes`, 2);
+    }
+    const thing = this.opts.registry.findThing(clientId);
+    const attached = thing !== undefined && this.opts.registry.isAttached(clientId, record.certificateArn);
+    const ctx: PolicyContext = {
+      region: this.opts.region,
+      accountId: this.opts.accountId,
+      clientId,
+      certificateId,
+      isAttached: attached,
+      ...(attached ? { thingName: thing.thingName, thingAttributes: thing.attributes } : {}),
+      ...(socket.remoteAddress ? { sourceIp: socket.remoteAddress } : {}),
+    };
+    const policies = this.opts.registry.effectivePolicies(record.certificateArn);
+    const decision = evaluate(policies, 'iot:Connect', clientArn(ctx, clientId), ctx);
+    if (decision !== 'allow') return fail(`iot:Connect on client/${clientId} is ${decision}`);
+
+    const previous = this.connections.get(clientId);
+    if (previous && previous.client !== client) previous.reason = 'DUPLICATE_CLIENTID';
+    const versionNumber = this.versions.get(clientId) ?? 0;
+    this.versions.set(clientId, versionNumber + 1);
+    const conn: Connection = {
+      client,
+      ctx,
+      certificateArn: record.certificateArn,
+      sessionIdentifier: randomUUID(),
+      versionNumber,
+      ipAddress: socket.remoteAddress ?? '',
+    };
+    this.byClient.set(client, conn);
+    done(null, true);
+  }
+
+  private authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
+    if (client === null) return done(null); // the service's own publishes
+    const conn = this.byClient.get(client);
+    if (!conn) return this.refuse(client, 'not authenticated', done, 'AUTH_ERROR');
+    const topic = packet.topic;
+    if (packet.qos === 2) return this.refuse(client, 'QoS 2 is not supported', done, 'CLIENT_ERROR');
+    const size = Buffer.isBuffer(packet.payload) ? packet.payload.length : Buffer.byteLength(packet.payload);
+    if (size > MAX_PAYLOAD_BYTES) {
+      return this.refuse(client, `payload of ${size} bytes exceeds ${MAX_PAYLOAD_BYTES}`, done, 'CLIENT_ERROR');
+    }
+    if (!isValidTopicName(topic)) return this.refuse(client, `invalid topic '${topic}'`, done, 'CLIENT_ERROR');
+    const limit = checkIotTopicLimits(topic);
+    if (!limit.ok) return this.refuse(client, limit.message, done, 'CLIENT_ERROR');
+    if (topic.startsWith(RESERVED_PREFIX) && !isPublishableReservedTopic(topic)) {
+      return this.refuse(client, `publishing to reserved topic '${topic}' is not allowed`, done, 'CLIENT_ERROR');
+    }
+    const policies = this.opts.registry.effectivePolicies(conn.certificateArn);
+    const arn = topicArn(conn.ctx, topic);
+    if (evaluate(policies, 'iot:Publish', arn, conn.ctx) !== 'allow') {
+      return this.refuse(client, `iot:Publish on ${topic} denied`, done, 'AUTH_ERROR');
+    }
+    if (packet.retain && evaluate(policies, 'iot:RetainPublish', arn, conn.ctx) !== 'allow') {
+      return this.refuse(client, `iot:RetainPublish on ${topic} denied`, done, 'AUTH_ERROR');
+    }
+    done(null);
+  }
+
+  private authorizeSubscribe(
+    client: Client,
+    sub: Subscription,
+    done: (err: Error | null, sub?: Subscription | null) => void,
+  ): void {
+    const conn = this.byClient.get(client);
+    if (!conn) return this.refuse(client, 'not authenticated', done, 'AUTH_ERROR');
+    const filter = sub.topic;
+    if (!isValidTopicFilter(filter)) return this.refuse(client, `invalid topic filter '${filter}'`, done, 'CLIENT_ERROR');
+    const limit = checkIotTopicLimits(filter);
+    if (!limit.ok) return this.refuse(client, limit.message, done, 'CLIENT_ERROR');
+    const policies = this.opts.registry.effectivePolicies(conn.certificateArn);
+    if (evaluate(policies, 'iot:Subscribe', topicFilterArn(conn.ctx, filter), conn.ctx) !== 'allow') {
+      // IoT Core closes an MQTT 3.1.1 connection that subscribes without permission.
+      return this.refuse(client, `iot:Subscribe on ${filter} denied`, done, 'AUTH_ERROR');
+    }
+    // QoS 2 is not supported: the subscription is granted at QoS 1.
+    done(null, sub.qos > 1 ? { ...sub, qos: 1 } : sub);
+  }
+
+  private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
+    const conn = this.byClient.get(client);
+    if (!conn) return null;
+    const policies = this.opts.registry.effectivePolicies(conn.certificateArn);
+    return evaluate(policies, 'iot:Receive', topicArn(conn.ctx, packet.topic), conn.ctx) === 'allow' ? packet : null;
+  }
+
+  private onReady(client: Client): void {
+    const conn = this.byClient.get(client);
+    if (!conn) return;
+    this.connections.set(client.id, conn);
+    this.lifecycle('connected', conn);
+  }
+
+  private onDisconnect(client: Client): void {
+    const conn = this.byClient.get(client);
+    if (!conn) return;
+    if (this.connections.get(client.id) === conn) this.connections.delete(client.id);
+    const clean = (client as unknown as { _disconnected?: boolean })._disconnected === true;
+    const reason = conn.reason ?? (clean ? 'CLIENT_INITIATED_DISCONNECT' : 'CONNECTION_LOST');
+    this.lifecycle('disconnected', conn, reason);
+  }
+
+  private lifecycle(event: 'connected' | 'disconnected', conn: Connection, reason?: DisconnectReason): void {
+    const clientId = conn.client.id;
+    // Client ids that contain # or + get no lifecycle events.
+    if (clientId.includes('#') || clientId.includes('+')) return;
+    const body: Record<string, unknown> = {
+      clientId,
+      timestamp: Date.now(),
+      eventType: event,
+      sessionIdentifier: conn.sessionIdentifier,
+      principalIdentifier: conn.ctx.certificateId,
+      ipAddress: conn.ipAddress,
+      versionNumber: conn.versionNumber,
+    };
+    if (event === 'disconnected') {
+      body.clientInitiatedDisconnect = reason === 'CLIENT_INITIATED_DISCONNECT';
+      body.disconnectReason = reason;
+    }
+    this.publish(presenceTopic(event, clientId), JSON.stringify(body), 1).catch((err) =>
+      this.log.warn({ err }, 'lifecycle event not published'),
+    );
+  }
+}
+
+/**
+ * Reserved topics a device may publish to: the shadow request topics (get, update, delete; not the
+ * response topics, which only the service publishes) and Basic Ingest (`$aws/rules/...`).
+ */
+export function isPublishableReservedTopic(topic: string): boolean {
+  const shadow = parseShadowTopic(topic);
+  if (shadow) return shadow.suffix === '';
+  return topic.startsWith('$aws/rules/');
+}

@@ -1,0 +1,34 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { LocalConfigError } from './errors.js';
+
+const port = z.number().int().min(0).max(65535);
+
+/** Options of the embedded local cloud. Port 0 asks the OS for a free port. */
+export const LocalCloudOptionsSchema = z.object({
+  dataDir: z.string().min(1).default('.edgefleet'),
+  host: z.string().min(1).default('127.0.0.1'),
+  mqttPort: port.default(8883),
+  httpPort: port.default(4566),
+  region: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must look like an AWS region, e.g. us-east-1')
+    .default('us-east-1'),
+  accountId: z
+    .string()
+    .regex(/^\d{12}$/, 'must be 12 digits')
+    .default('000000000000'),
+});
+
+export type LocalCloudOptionsInput = z.input<typeof LocalCloudOptionsSchema>;
+export type LocalCloudOptions = z.output<typeof LocalCloudOptionsSchema>;
+
+/** Validates options and resolves the data dir to an absolute path; errors name the field. */
+export function parseLocalCloudOptions(input: unknown): LocalCloudOptions {
+  const parsed = LocalCloudOptionsSchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new LocalConfigError(`invalid local cloud option ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  return { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
+}

@@ -1,0 +1,399 @@
+/**
+ * The IoT registry of the local cloud: things, certificates, CA certificates, policies and their
+ * attachments, persisted in one JSON file in the data dir.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { certificateId as computeCertificateId, parseCertificate } from '../../certs-tooling/x509.js';
+import { InvalidRequestError, ResourceConflictError, ResourceNotFoundError, StateCorruptError } from './errors.js';
+import { type ParsedPolicy, parsePolicy } from './policy.js';
+import { readJsonFile, writeJsonFile } from './store.js';
+
+export type CertificateStatus =
+  | 'ACTIVE'
+  | 'INACTIVE'
+  | 'REVOKED'
+  | 'PENDING_TRANSFER'
+  | 'REGISTER_INACTIVE'
+  | 'PENDING_ACTIVATION';
+
+export interface ThingRecord {
+  thingName: string;
+  thingId: string;
+  thingArn: string;
+  attributes: Record<string, string>;
+  thingTypeName?: string;
+  version: number;
+  createdAt: string;
+}
+
+export interface CertificateRecord {
+  certificateId: string;
+  certificateArn: string;
+  certificatePem: string;
+  status: CertificateStatus;
+  /** Id of the registered CA certificate that signed it, if any. */
+  caCertificateId?: string;
+  creationDate: string;
+  lastModifiedDate: string;
+}
+
+export interface CaCertificateRecord {
+  certificateId: string;
+  certificateArn: string;
+  certificatePem: string;
+  status: 'ACTIVE' | 'INACTIVE';
+  autoRegistrationStatus: 'ENABLE' | 'DISABLE';
+  creationDate: string;
+}
+
+export interface PolicyRecord {
+  policyName: string;
+  policyArn: string;
+  policyDocument: string;
+  defaultVersionId: string;
+  creationDate: string;
+}
+
+interface RegistryState {
+  things: Record<string, ThingRecord>;
+  certificates: Record<string, CertificateRecord>;
+  caCertificates: Record<string, CaCertificateRecord>;
+  policies: Record<string, PolicyRecord>;
+  /** thingName -> principal ARNs */
+  thingPrincipals: Record<string, string[]>;
+  /** target (principal ARN) -> policy names */
+  policyTargets: Record<string, string[]>;
+}
+
+const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
+const POLICY_NAME = /^[\w+=,.@-]{1,128}$/;
+const ATTRIBUTE_NAME = /^[a-zA-Z0-9_.,@/:#=[\]-]{1,128}$/;
+const ATTRIBUTE_VALUE = /^[a-zA-Z0-9_.,@/:#=[\]-]{0,800}$/;
+
+export const ThingNameSchema = z.string().regex(THING_NAME, 'must be 1-128 characters of a-z A-Z 0-9 : _ -');
+
+export interface RegistryEvents {
+  certificateStatusChanged: [record: CertificateRecord];
+  caCertificatesChanged: [];
+  policyAttachmentsChanged: [];
+}
+
+export interface RegistryContext {
+  region: string;
+  accountId: string;
+}
+
+export class Registry extends EventEmitter<RegistryEvents> {
+  private readonly file: string;
+  private state: RegistryState;
+  private readonly parsedPolicies = new Map<string, ParsedPolicy>();
+
+  constructor(
+    dataDir: string,
+    readonly ctx: RegistryContext,
+  ) {
+    super();
+    this.file = join(dataDir, 'registry.json');
+    const loaded = readJsonFile<RegistryState>(this.file);
+    this.state = loaded ?? {
+      things: {},
+      certificates: {},
+      caCertificates: {},
+      policies: {},
+      thingPrincipals: {},
+      policyTargets: {},
+    };
+    for (const p of Object.values(this.state.policies)) {
+      try {
+        this.parsedPolicies.set(p.policyName, parsePolicy(p.policyName, p.policyDocument));
+      } catch (err) {
+        throw new StateCorruptError(`policy ${p.policyName} in ${this.file} is invalid`, { cause: err });
+      }
+    }
+  }
+
+  private save(): void {
+    writeJsonFile(this.file, this.state);
+  }
+
+  private arn(kind: string, id: string): string {
+    return `arn:aws:iot:${this.ctx.region}:${this.ctx.accountId}:${kind}/${id}`;
+  }
+
+  certificateArn(certificateId: string): string {
+    return this.arn('cert', certificateId);
+  }
+
+  // ---- things ----
+
+  createThing(thingName: string, attributes: Record<string, string> = {}): ThingRecord {
+    if (!THING_NAME.test(thingName)) {
+      throw new InvalidRequestError(`thingName '${thingName}': must be 1-128 characters of a-z A-Z 0-9 : _ -`);
+    }
+    for (const [k, v] of Object.entries(attributes)) {
+      if (!ATTRIBUTE_NAME.test(k)) throw new InvalidRequestError(`attribute name '${k}' is invalid`);
+      if (!ATTRIBUTE_VALUE.test(v)) throw new InvalidRequestError(`attribute '${k}' has an invalid value`);
+    }
+    const existing = this.state.things[thingName];
+    if (existing) {
+      // CreateThing is idempotent when the request matches the existing thing.
+      if (JSON.stringify(existing.attributes) === JSON.stringify(attributes)) return existing;
+      throw new ResourceConflictError(`thing ${thingName} already exists with different attributes`);
+    }
+    const record: ThingRecord = {
+      thingName,
+      thingId: randomUUID(),
+      thingArn: this.arn('thing', thingName),
+      attributes: { ...attributes },
+      version: 1,
+      createdAt: new Date().toISOString(),
+    };
+    this.state.things[thingName] = record;
+    this.save();
+    return record;
+  }
+
+  describeThing(thingName: string): ThingRecord {
+    const t = this.state.things[thingName];
+    if (!t) throw new ResourceNotFoundError(`thing ${thingName} does not exist`);
+    return t;
+  }
+
+  findThing(thingName: string): ThingRecord | undefined {
+    return this.state.things[thingName];
+  }
+
+  listThings(): ThingRecord[] {
+    return Object.values(this.state.things);
+  }
+
+  deleteThing(thingName: string): void {
+    this.describeThing(thingName);
+    if ((this.state.thingPrincipals[thingName] ?? []).length > 0) {
+      throw new InvalidRequestError(`thing ${thingName} still has principals attached; detach them first`);
+    }
+    delete this.state.things[thingName];
+    delete this.state.thingPrincipals[thingName];
+    this.save();
+  }
+
+  // ---- CA certificates ----
+
+  registerCaCertificate(pem: string, opts: { autoRegistration?: boolean } = {}): CaCertificateRecord {
+    const cert = parseCertificate(pem);
+    const id = computeCertificateId(new Uint8Array(cert.rawData));
+    const existing = this.state.caCertificates[id];
+    if (existing) return existing;
+    const record: CaCertificateRecord = {
+      certificateId: id,
+      certificateArn: this.arn('cacert', id),
+      certificatePem: cert.toString('pem'),
+      status: 'ACTIVE',
+      autoRegistrationStatus: opts.autoRegistration ? 'ENABLE' : 'DISABLE',
+      creationDate: new Date().toISOString(),
+    };
+    this.state.caCertificates[id] = record;
+    this.save();
+    this.emit('caCertificatesChanged');
+    return record;
+  }
+
+  listCaCertificates(): CaCertificateRecord[] {
+    return Object.values(this.state.caCertificates);
+  }
+
+  // ---- certificates ----
+
+  registerCertificate(pem: string, status: CertificateStatus, caCertificateId?: string): CertificateRecord {
+    const cert = parseCertificate(pem);
+    const id = computeCertificateId(new Uint8Array(cert.rawData));
+    if (this.state.certificates[id]) {
+      throw new ResourceConflictError(`certificate ${id} is already registered`);
+    }
+    if (caCertificateId !== undefined && !this.state.caCertificates[caCertificateId]) {
+      throw new ResourceNotFoundError(`CA certificate ${caCertificateId} is not registered`);
+    }
+    const now = new Date().toISOString();
+    const record: CertificateRecord = {
+      certificateId: id,
+      certificateArn: this.certificateArn(id),
+      certificatePem: cert.toString('pem'),
+      status,
+      ...(caCertificateId !== undefined ? { caCertificateId } : {}),
+      creationDate: now,
+      lastModifiedDate: now,
+    };
+    this.state.certificates[id] = record;
+    this.save();
+    return record;
+  }
+
+  findCertificate(certificateId: string): CertificateRecord | undefined {
+    return this.state.certificates[certificateId];
+  }
+
+  describeCertificate(certificateId: string): CertificateRecord {
+    const c = this.state.certificates[certificateId];
+    if (!c) throw new ResourceNotFoundError(`certificate ${certificateId} does not exist`);
+    return c;
+  }
+
+  updateCertificateStatus(certificateId: string, status: CertificateStatus): CertificateRecord {
+    const c = this.describeCertificate(certificateId);
+    if (c.status === 'REVOKED' && status !== 'REVOKED') {
+      throw new InvalidRequestError(`certificate ${certificateId} is revoked; a revoked certificate cannot change status`);
+    }
+    c.status = status;
+    c.lastModifiedDate = new Date().toISOString();
+    this.save();
+    this.emit('certificateStatusChanged', c);
+    return c;
+  }
+
+  deleteCertificate(certificateId: string): void {
+    const c = this.describeCertificate(certificateId);
+    if (c.status === 'ACTIVE') {
+      throw new InvalidRequestError(`certificate ${certificateId} is ACTIVE; deactivate it before deleting`);
+    }
+    if (this.principalThings(c.certificateArn).length > 0) {
+      throw new InvalidRequestError(`certificate ${certificateId} is still attached to a thing`);
+    }
+    if ((this.state.policyTargets[c.certificateArn] ?? []).length > 0) {
+      throw new InvalidRequestError(`certificate ${certificateId} still has policies attached`);
+    }
+    delete this.state.certificates[certificateId];
+    this.save();
+  }
+
+  // ---- policies ----
+
+  createPolicy(policyName: string, document: string | object): PolicyRecord {
+    if (!POLICY_NAME.test(policyName)) {
+      throw new InvalidRequestError(`policyName '${policyName}': must be 1-128 characters of word characters and +=,.@-`);
+    }
+    if (this.state.policies[policyName]) {
+      throw new ResourceConflictError(`policy ${policyName} already exists`);
+    }
+    const text = typeof document === 'string' ? document : JSON.stringify(document);
+    const parsed = parsePolicy(policyName, text);
+    const record: PolicyRecord = {
+      policyName,
+      policyArn: this.arn('policy', policyName),
+      policyDocument: text,
+      defaultVersionId: '1',
+      creationDate: new Date().toISOString(),
+    };
+    this.state.policies[policyName] = record;
+    this.parsedPolicies.set(policyName, parsed);
+    this.save();
+    return record;
+  }
+
+  /** Creates the policy, or replaces its document if it exists with a different one. */
+  putPolicy(policyName: string, document: object): PolicyRecord {
+    const existing = this.state.policies[policyName];
+    const text = JSON.stringify(document);
+    if (!existing) return this.createPolicy(policyName, text);
+    if (existing.policyDocument !== text) {
+      const parsed = parsePolicy(policyName, text);
+      existing.policyDocument = text;
+      existing.defaultVersionId = String(Number(existing.defaultVersionId) + 1);
+      this.parsedPolicies.set(policyName, parsed);
+      this.save();
+      this.emit('policyAttachmentsChanged');
+    }
+    return existing;
+  }
+
+  getPolicy(policyName: string): PolicyRecord {
+    const p = this.state.policies[policyName];
+    if (!p) throw new ResourceNotFoundError(`policy ${policyName} does not exist`);
+    return p;
+  }
+
+  deletePolicy(policyName: string): void {
+    this.getPolicy(policyName);
+    for (const names of Object.values(this.state.policyTargets)) {
+      if (names.includes(policyName)) {
+        throw new ResourceConflictError(`policy ${policyName} is still attached to a target`);
+      }
+    }
+    delete this.state.policies[policyName];
+    this.parsedPolicies.delete(policyName);
+    this.save();
+  }
+
+  attachPolicy(policyName: string, target: string): void {
+    this.getPolicy(policyName);
+    this.requirePrincipal(target);
+    const list = this.state.policyTargets[target] ?? [];
+    if (!list.includes(policyName)) {
+      list.push(policyName);
+      this.state.policyTargets[target] = list;
+      this.save();
+      this.emit('policyAttachmentsChanged');
+    }
+  }
+
+  detachPolicy(policyName: string, target: string): void {
+    const list = this.state.policyTargets[target] ?? [];
+    this.state.policyTargets[target] = list.filter((n) => n !== policyName);
+    this.save();
+    this.emit('policyAttachmentsChanged');
+  }
+
+  listAttachedPolicies(target: string): PolicyRecord[] {
+    return (this.state.policyTargets[target] ?? []).map((n) => this.getPolicy(n));
+  }
+
+  /** The parsed policies that apply to a principal, for evaluation. */
+  effectivePolicies(principalArn: string): ParsedPolicy[] {
+    return (this.state.policyTargets[principalArn] ?? [])
+      .map((n) => this.parsedPolicies.get(n))
+      .filter((p): p is ParsedPolicy => p !== undefined);
+  }
+
+  // ---- thing principals ----
+
+  private requirePrincipal(principalArn: string): void {
+    const m = /:cert\/([0-9a-f]{64})$/.exec(principalArn);
+    if (!m || !this.state.certificates[m[1]!]) {
+      throw new ResourceNotFoundError(`principal ${principalArn} does not exist`);
+    }
+  }
+
+  attachThingPrincipal(thingName: string, principalArn: string): void {
+    this.describeThing(thingName);
+    this.requirePrincipal(principalArn);
+    const list = this.state.thingPrincipals[thingName] ?? [];
+    if (!list.includes(principalArn)) {
+      list.push(principalArn);
+      this.state.thingPrincipals[thingName] = list;
+      this.save();
+    }
+  }
+
+  detachThingPrincipal(thingName: string, principalArn: string): void {
+    const list = this.state.thingPrincipals[thingName] ?? [];
+    this.state.thingPrincipals[thingName] = list.filter((p) => p !== principalArn);
+    this.save();
+  }
+
+  listThingPrincipals(thingName: string): string[] {
+    this.describeThing(thingName);
+    return [...(this.state.thingPrincipals[thingName] ?? [])];
+  }
+
+  principalThings(principalArn: string): string[] {
+    return Object.entries(this.state.thingPrincipals)
+      .filter(([, arns]) => arns.includes(principalArn))
+      .map(([name]) => name);
+  }
+
+  isAttached(thingName: string, principalArn: string): boolean {
+    return (this.state.thingPrincipals[thingName] ?? []).includes(principalArn);
+  }
+}
