@@ -124,13 +124,25 @@ export class IotBroker {
     };
   }
 
+  /**
+   * IoT Core does not support QoS 2: a QoS 2 subscription is granted (and answered in SUBACK) as QoS 1.
+   * The SUBSCRIBE packet is adjusted as it leaves the parser, before aedes builds its SUBACK.
+   */
+  private grantAtMostQos1(client: Client): void {
+    const parser = (client as unknown as { _parser?: NodeJS.EventEmitter })._parser;
+    parser?.prependListener('packet', (packet: { cmd: string; subscriptions?: { qos: number }[] }) => {
+      if (packet.cmd !== 'subscribe') return;
+      for (const s of packet.subscriptions ?? []) if (s.qos > 1) s.qos = 1;
+    });
+  }
+
   private refreshTlsContext(): void {
     this.server?.setSecureContext(this.tlsOptions());
   }
 
   /** Listens for MQTT over TLS; resolves with the bound port. */
   async listen(port: number, host: string): Promise<number> {
-    const server = createServer(this.tlsOptions(), (socket) => this.aedes.handle(socket));
+    const server = createServer(this.tlsOptions(), (socket) => this.grantAtMostQos1(this.aedes.handle(socket)));
     server.on('tlsClientError', (err, socket) => {
       this.log.info({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake refused');
     });
@@ -298,8 +310,7 @@ export class IotBroker {
       // IoT Core closes an MQTT 3.1.1 connection that subscribes without permission.
       return this.refuse(client, `iot:Subscribe on ${filter} denied`, done, 'AUTH_ERROR');
     }
-    // QoS 2 is not supported: the subscription is granted at QoS 1.
-    done(null, sub.qos > 1 ? { ...sub, qos: 1 } : sub);
+    done(null, sub);
   }
 
   private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {

@@ -3,6 +3,7 @@
  * served over the reserved MQTT topics and through the data-plane HTTP API. Document semantics live
  * in the pure engine (`engine.ts`); this module does storage and publishing.
  */
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseShadowTopic, shadowTopics } from '../../../protocol/topics.js';
@@ -13,10 +14,10 @@ import {
   getShadow,
   type JsonObject,
   type ShadowErrorDoc,
+  type ShadowTombstone,
   type StoredShadow,
   shadowError,
 } from './engine.js';
-import { readdirSync } from 'node:fs';
 
 export const SHADOW_NAME = /^[a-zA-Z0-9:_-]{1,64}$/;
 export const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
@@ -31,8 +32,8 @@ export type ShadowResult =
 
 interface ShadowFile {
   shadow?: StoredShadow;
-  /** The version of the shadow when it was last deleted, so a recreated shadow continues from it. */
-  deletedVersion?: number;
+  /** The version and time of the last delete, so that a recreated shadow continues the version. */
+  tombstone?: ShadowTombstone;
 }
 
 export class ShadowService {
@@ -70,7 +71,7 @@ export class ShadowService {
     const { thingName, shadowName, operation } = parsed;
     const t = shadowTopics(thingName, shadowName);
     if (operation === 'update') {
-      const r = this.update(thingName, shadowName, payload, false);
+      const r = this.update(thingName, shadowName, payload);
       if (!r.ok) await this.publish(t.updateRejected, JSON.stringify(r.error));
       return;
     }
@@ -79,21 +80,16 @@ export class ShadowService {
       await this.publish(r.ok ? t.getAccepted : t.getRejected, JSON.stringify(r.ok ? r.document : r.error));
       return;
     }
-    const r = this.delete(thingName, shadowName, payload, false);
+    const r = this.delete(thingName, shadowName, payload);
     if (!r.ok) await this.publish(t.deleteRejected, JSON.stringify(r.error));
   }
 
   /** Applies an update; on success publishes /update/accepted, /update/delta and /update/documents. */
-  update(thing: string, name: string | undefined, payload: Uint8Array, _fromHttp = true): ShadowResult {
+  update(thing: string, name: string | undefined, payload: Uint8Array): ShadowResult {
     const bad = this.validateNames(thing, name);
     if (bad) return { ok: false, error: bad };
     const current = this.load(thing, name);
-    const base =
-      current.shadow ??
-      (current.deletedVersion !== undefined
-        ? undefined
-        : undefined);
-    const outcome = applyUpdate(base, payload, this.now(), undefined, current.deletedVersion);
+    const outcome = applyUpdate(current.shadow, payload, this.now(), undefined, current.tombstone);
     if (!outcome.ok) return outcome;
     writeJsonFile(this.file(thing, name), { shadow: outcome.shadow } satisfies ShadowFile);
     const t = shadowTopics(thing, name);
@@ -111,13 +107,13 @@ export class ShadowService {
     return r.ok ? { ok: true, document: r.document } : r;
   }
 
-  delete(thing: string, name: string | undefined, payload: Uint8Array, _fromHttp = true): ShadowResult {
+  delete(thing: string, name: string | undefined, payload: Uint8Array): ShadowResult {
     const bad = this.validateNames(thing, name);
     if (bad) return { ok: false, error: bad };
     const current = this.load(thing, name);
     const r = deleteShadow(current.shadow, payload, this.now(), shadowDisplayName(thing, name));
     if (!r.ok) return r;
-    writeJsonFile(this.file(thing, name), { deletedVersion: current.shadow?.version } satisfies ShadowFile);
+    writeJsonFile(this.file(thing, name), { tombstone: r.tombstone } satisfies ShadowFile);
     const t = shadowTopics(thing, name);
     this.publish(t.deleteAccepted, JSON.stringify(r.accepted)).catch((err) =>
       this.log.warn({ err, thing, name }, 'shadow delete response not published'),
