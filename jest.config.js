@@ -1,3 +1,6 @@
+// The gateways run Node 20; the SDK's notice about its future Node floor is not for them.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 /** @type {import('jest').Config} */
 export default {
   testEnvironment: 'node',
