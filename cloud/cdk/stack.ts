@@ -1,0 +1,123 @@
+/**
+ * The edgefleet CDK stack and the function that builds the app around it.
+ *
+ * The stack is environment-agnostic (no account/region): everything region- or account-specific is a
+ * CloudFormation pseudo parameter, so `cdk synth` needs no credentials and no context lookups.
+ */
+import { App, type AppProps, Aws, CfnOutput, Duration, Stack, type StackProps, Tags } from 'aws-cdk-lib';
+import * as iot from 'aws-cdk-lib/aws-iot';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import type { Construct } from 'constructs';
+import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
+
+/** Construct id of the one stack of the app (also its CloudFormation stack name). */
+export const STACK_ID = 'Edgefleet';
+
+/** Prefix under which S3 writes the data lake's server access logs in the log bucket. */
+export const DATA_LAKE_ACCESS_LOG_PREFIX = 'data-lake/';
+
+export interface EdgefleetStackProps extends StackProps {
+  /** Name of the IoT policy attached to every gateway certificate (default {@link DEVICE_POLICY_NAME}). */
+  readonly devicePolicyName?: string;
+}
+
+export class EdgefleetStack extends Stack {
+  /** Customer managed key that encrypts the data lake. */
+  readonly dataLakeKey: kms.Key;
+  /** The data lake: gateway batches, Firehose output and analysed frames. */
+  readonly dataLakeBucket: s3.Bucket;
+  /** Destination of the data lake's S3 server access logs. */
+  readonly accessLogsBucket: s3.Bucket;
+  /** `AWS::IoT::Policy` attached to gateway certificates (by JITR activation). */
+  readonly devicePolicy: iot.CfnPolicy;
+
+  constructor(scope: Construct, id: string, props: EdgefleetStackProps = {}) {
+    const { devicePolicyName = DEVICE_POLICY_NAME, ...stackProps } = props;
+    super(scope, id, {
+      description: 'edgefleet: data lake and IoT device policy for Greengrass gateways',
+      ...stackProps,
+    });
+
+    this.accessLogsBucket = new s3.Bucket(this, 'AccessLogsBucket', {
+      // S3 log delivery writes into this bucket; SSE-S3 is the default encryption it supports
+      // without extra key policy grants. The bucket has no access logs of its own (it would log
+      // its own log deliveries); cdk-nag's S1 accepts that for a bucket that is a log destination.
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      versioned: true,
+      lifecycleRules: [
+        { id: 'expire-access-logs', expiration: Duration.days(365) },
+        { id: 'expire-old-log-versions', noncurrentVersionExpiration: Duration.days(30) },
+      ],
+    });
+
+    this.dataLakeKey = new kms.Key(this, 'DataLakeKey', {
+      description: 'edgefleet data lake encryption key',
+      enableKeyRotation: true,
+    });
+
+    this.dataLakeBucket = new s3.Bucket(this, 'DataLakeBucket', {
+      encryption: s3.BucketEncryption.KMS,
+      encryptionKey: this.dataLakeKey,
+      bucketKeyEnabled: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      versioned: true,
+      serverAccessLogsBucket: this.accessLogsBucket,
+      serverAccessLogsPrefix: DATA_LAKE_ACCESS_LOG_PREFIX,
+      lifecycleRules: [
+        // Gateways upload large batches and frames with multipart uploads over flaky links.
+        { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
+      ],
+    });
+
+    this.devicePolicy = new iot.CfnPolicy(this, 'DevicePolicy', {
+      policyName: devicePolicyName,
+      // Aws.REGION / Aws.ACCOUNT_ID are tokens; CDK renders the ARNs with Fn::Join, which leaves the
+      // IoT policy variables (`${iot:Connection.Thing.ThingName}`) untouched.
+      policyDocument: devicePolicyDocument(Aws.REGION, Aws.ACCOUNT_ID),
+    });
+
+    new CfnOutput(this, 'DataLakeBucketName', {
+      description: 'Name of the S3 data lake bucket',
+      value: this.dataLakeBucket.bucketName,
+    });
+    new CfnOutput(this, 'DataLakeKeyArn', {
+      description: 'ARN of the KMS key that encrypts the data lake',
+      value: this.dataLakeKey.keyArn,
+    });
+    new CfnOutput(this, 'DevicePolicyName', {
+      description: 'Name of the IoT policy attached to gateway certificates',
+      value: this.devicePolicy.ref,
+    });
+  }
+}
+
+export interface BuildAppOptions {
+  /** Props of the CDK App (outdir, context, ...). The CLI passes cdk.json's context through the environment. */
+  readonly appProps?: AppProps;
+  /** Props of the stack. */
+  readonly stackProps?: EdgefleetStackProps;
+}
+
+export interface EdgefleetApp {
+  readonly app: App;
+  readonly stack: EdgefleetStack;
+}
+
+/**
+ * Builds the app with its stack, without synthesizing it and without validation plugins, so that
+ * tests can synthesize it in-process exactly like `cloud/cdk/app.ts` does under the CDK CLI.
+ */
+export function buildApp(options: BuildAppOptions = {}): EdgefleetApp {
+  const app = new App(options.appProps);
+  const stack = new EdgefleetStack(app, STACK_ID, options.stackProps);
+  Tags.of(app).add('project', 'edgefleet');
+  return { app, stack };
+}
