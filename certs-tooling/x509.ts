@@ -10,7 +10,9 @@ import { InvalidPemError } from './errors.js';
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
-x509.cryptoProvider.set(webcrypto as unknown as x509.CryptoProvider extends { set(c: infer C): void } ? C : never);
+x509.cryptoProvider.set(
+  webcrypto as unknown as x509.CryptoProvider extends { set(c: infer C): void } ? C : never,
+);
 
 export const EC_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const subtle = webcrypto.subtle;
@@ -76,7 +78,11 @@ function serial(): string {
 }
 
 /** Creates a self-signed root CA valid for `validDays`. */
-export async function createRootCa(commonName: string, validDays = 3650, notBefore = new Date()): Promise<PemIdentity> {
+export async function createRootCa(
+  commonName: string,
+  validDays = 3650,
+  notBefore = new Date(),
+): Promise<PemIdentity> {
   const keys = await generateKeyPair();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
@@ -111,7 +117,10 @@ export async function issueCertificate(opts: IssueOptions): Promise<string> {
     );
   } else {
     extensions.push(
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement,
+        true,
+      ),
       new x509.ExtendedKeyUsageExtension([
         opts.usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth,
       ]),

@@ -6,7 +6,11 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { GetThingShadowCommand, IoTDataPlaneClient, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
+import {
+  GetThingShadowCommand,
+  IoTDataPlaneClient,
+  UpdateThingShadowCommand,
+} from '@aws-sdk/client-iot-data-plane';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { LocalCloud } from '../cloud/local/index.js';
@@ -32,7 +36,12 @@ export interface DemoSummary {
 
 const THING = 'gateway-demo-1';
 
-function waitFor<T>(client: MqttClient, topic: string, pred: (body: T) => boolean, timeoutMs: number): Promise<T> {
+function waitFor<T>(
+  client: MqttClient,
+  topic: string,
+  pred: (body: T) => boolean,
+  timeoutMs: number,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       client.off('message', onMessage);
@@ -55,7 +64,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   const cloud = await LocalCloud.start({ dataDir: opts.dataDir, mqttPort: 0, httpPort: 0 }, opts.logger);
   let device: MqttClient | undefined;
   try {
-    say(`[1/5] local cloud up        MQTT ${cloud.endpoints.mqttUrl}  HTTP ${cloud.endpoints.httpUrl}  data ${cloud.options.dataDir}`);
+    say(
+      `[1/5] local cloud up        MQTT ${cloud.endpoints.mqttUrl}  HTTP ${cloud.endpoints.httpUrl}  data ${cloud.options.dataDir}`,
+    );
 
     const deviceDir = join(cloud.options.dataDir, 'devices', THING);
     const reuse =
@@ -64,8 +75,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       cloud.registry.listThingPrincipals(THING).length > 0;
     if (!reuse) await provisionThing({ thingName: THING, outDir: deviceDir }, cloud);
     const files = await readDeviceFiles(deviceDir);
-    say(`[2/5] gateway provisioned   thing ${THING}${reuse ? ' (existing certificate)' : ' (new key and certificate from the local CA)'}`);
+    say(
+      `[2/5] gateway provisioned   thing ${THING}${reuse ? ' (existing certificate)' : ' (new key and certificate from the local CA)'}`,
+    );
 
+    let lifecycleEvents = 0;
+    cloud.broker.subscribe('$aws/events/presence/+/+', () => {
+      lifecycleEvents += 1;
+    });
     const connect = (clientId: string) =>
       mqtt.connectAsync(cloud.endpoints.mqttUrl, {
         clientId,
@@ -92,7 +109,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
 
     // The operator sets a desired mode through the data-plane API, as a cloud function would.
     const data = new IoTDataPlaneClient(cloud.sdkConfig());
-    const delta = waitFor<{ state: { mode?: string } }>(device, t.updateDelta, (d) => d.state.mode === 'run', 10_000);
+    const delta = waitFor<{ state: { mode?: string } }>(
+      device,
+      t.updateDelta,
+      (d) => d.state.mode === 'run',
+      10_000,
+    );
     await data.send(
       new UpdateThingShadowCommand({
         thingName: THING,
@@ -101,51 +123,69 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     );
     const got = await delta;
     const synced = waitFor<{ version: number }>(device, t.updateAccepted, () => true, 10_000);
-    await device.publishAsync(t.update, JSON.stringify({ state: { reported: { mode: got.state.mode } } }), { qos: 1 });
+    await device.publishAsync(t.update, JSON.stringify({ state: { reported: { mode: got.state.mode } } }), {
+      qos: 1,
+    });
     await synced;
     const shadow = JSON.parse(
-      Buffer.from((await data.send(new GetThingShadowCommand({ thingName: THING }))).payload ?? []).toString(),
+      Buffer.from(
+        (await data.send(new GetThingShadowCommand({ thingName: THING }))).payload ?? [],
+      ).toString(),
     ) as { version: number; state: { delta?: unknown } };
     const roundTripMs = performance.now() - started;
-    if (shadow.state.delta !== undefined) throw new CliError('shadow still has a delta after the gateway reported', 1);
+    if (shadow.state.delta !== undefined)
+      throw new CliError('shadow still has a delta after the gateway reported', 1);
     data.destroy();
-    say(`[4/5] shadow round-trip     desired mode=run -> delta -> reported; in sync at version ${shadow.version} (${roundTripMs.toFixed(0)} ms)`);
+    say(
+      `[4/5] shadow round-trip     desired mode=run -> delta -> reported; in sync at version ${shadow.version} (${roundTripMs.toFixed(0)} ms)`,
+    );
 
     let heartbeats = 0;
-    let lifecycleEvents = 0;
     const tick = () =>
       device
-        ?.publishAsync(`${thingTopics(THING).telemetryRoot}/heartbeat`, JSON.stringify({ ts: Date.now(), seq: heartbeats }), { qos: 1 })
+        ?.publishAsync(
+          `${thingTopics(THING).telemetryRoot}/heartbeat`,
+          JSON.stringify({ ts: Date.now(), seq: heartbeats }),
+          { qos: 1 },
+        )
         .then(() => {
           heartbeats += 1;
         })
         .catch(() => {});
-    cloud.broker.subscribe('$aws/events/presence/+/+', () => {
-      lifecycleEvents += 1;
-    });
     await tick();
     const timer = setInterval(tick, 1000);
+    let onSignal = () => {};
+    const stopped = new Promise<void>((resolve) => {
+      onSignal = () => resolve();
+      if (opts.duration > 0) setTimeout(resolve, opts.duration * 1000);
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+    });
     say(
       opts.duration === 0
         ? '[5/5] gateway running       heartbeats every second; Ctrl-C to stop'
         : `[5/5] gateway running       heartbeats every second for ${opts.duration} s`,
     );
-    await new Promise<void>((resolve) => {
-      const stop = () => resolve();
-      if (opts.duration > 0) setTimeout(stop, opts.duration * 1000);
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
+    await stopped;
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     clearInterval(timer);
     await device.endAsync();
     device = undefined;
-    const summary: DemoSummary = { thingName: THING, shadowVersion: shadow.version, roundTripMs, heartbeats, lifecycleEvents };
+    const summary: DemoSummary = {
+      thingName: THING,
+      shadowVersion: shadow.version,
+      roundTripMs,
+      heartbeats,
+      lifecycleEvents,
+    };
     say('');
     say('summary');
     say(`  thing                 ${summary.thingName}`);
     say(`  shadow version        ${summary.shadowVersion}`);
     say(`  shadow round-trip     ${summary.roundTripMs.toFixed(1)} ms`);
     say(`  heartbeats published  ${summary.heartbeats}`);
+    say(`  lifecycle events      ${summary.lifecycleEvents}`);
     say('demo finished: OK');
     return summary;
   } finally {

@@ -21,6 +21,12 @@ async function localUp(raw: unknown): Promise<void> {
   const flags = parseFlags(LocalFlags, raw);
   const logger = pino({ level: flags.logLevel }, pino.destination(2));
   const cloud = await LocalCloud.start(flags, logger);
+  // Handlers first: a supervisor may send the signal as soon as it reads the banner.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
   const e = cloud.endpoints;
   const c = cloud.sdkConfig();
   process.stdout.write(
@@ -38,11 +44,7 @@ async function localUp(raw: unknown): Promise<void> {
       '',
     ].join('\n'),
   );
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  await stopped;
   await cloud.stop();
   process.stdout.write('edgefleet local cloud stopped\n');
 }
@@ -97,7 +99,9 @@ export function buildProgram(): Command {
     .action((o) => localUp(o));
   local
     .command('provision')
-    .description('create a thing, its key and certificate (signed by the local CA) and write the device files')
+    .description(
+      'create a thing, its key and certificate (signed by the local CA) and write the device files',
+    )
     .argument('<thing>', 'thing name')
     .requiredOption('--out <dir>', 'directory for device.crt, device.key, root-ca.crt, endpoint.json')
     .option('--data-dir <dir>', 'state directory of the local cloud', '.edgefleet')
@@ -114,7 +118,11 @@ export function buildProgram(): Command {
     .option('--log-level <level>', 'log level of the local cloud (JSON logs on stderr)', 'warn')
     .action(async (o) => {
       const flags = parseFlags(DemoFlags, o);
-      await runDemo({ ...flags, logger: pino({ level: flags.logLevel }, pino.destination(2)), out: process.stdout });
+      await runDemo({
+        ...flags,
+        logger: pino({ level: flags.logLevel }, pino.destination(2)),
+        out: process.stdout,
+      });
     });
   return program;
 }

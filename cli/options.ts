@@ -6,7 +6,10 @@ export function parseFlags<S extends z.ZodType>(schema: S, raw: unknown): z.outp
   const r = schema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0]!;
-    const flag = issue.path.length > 0 ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : 'arguments';
+    const flag =
+      issue.path.length > 0
+        ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+        : 'arguments';
     throw new CliError(`invalid ${flag}: ${issue.message}`);
   }
   return r.data;

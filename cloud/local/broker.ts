@@ -6,7 +6,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { type Server, type TLSSocket, createServer } from 'node:tls';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { Logger } from 'pino';
 import { parseShadowTopic, presenceTopic, RESERVED_PREFIX } from '../../protocol/topics.js';
@@ -48,6 +48,11 @@ interface Connection {
   reason?: DisconnectReason;
 }
 
+interface Refusal {
+  why: string;
+  reason: DisconnectReason;
+}
+
 export interface BrokerTls {
   certPem: string;
   keyPem: string;
@@ -64,7 +69,11 @@ export interface IotBrokerOptions {
 }
 
 /** An internal subscriber (shadow service, rules engine) receives every matching message. */
-export type InternalHandler = (topic: string, payload: Buffer, meta: { clientId?: string; qos: number }) => void;
+export type InternalHandler = (
+  topic: string,
+  payload: Buffer,
+  meta: { clientId?: string; qos: number },
+) => void;
 
 export class BrokerError extends LocalCloudError {}
 
@@ -72,6 +81,8 @@ export class IotBroker {
   readonly aedes: Aedes;
   private server?: Server;
   private readonly connections = new Map<string, Connection>();
+  /** Every authenticated connection, ready or not yet (CONNACK still in flight). */
+  private readonly live = new Set<Connection>();
   private readonly byClient = new WeakMap<Client, Connection>();
   private readonly versions = new Map<string, number>();
   private readonly log: Logger;
@@ -98,8 +109,10 @@ export class IotBroker {
     aedes.on('connectionError', (_client, err) => this.log.debug({ err: err.message }, 'connection error'));
     opts.registry.on('certificateStatusChanged', (rec) => {
       if (rec.status === 'ACTIVE') return;
-      for (const conn of this.connections.values()) {
-        if (conn.certificateArn === rec.certificateArn) {
+      for (const conn of this.live) {
+        if (conn.client.closed) {
+          this.live.delete(conn);
+        } else if (conn.certificateArn === rec.certificateArn) {
           conn.reason = 'AUTH_ERROR';
           conn.client.close();
         }
@@ -142,7 +155,11 @@ export class IotBroker {
 
   /** Listens for MQTT over TLS; resolves with the bound port. */
   async listen(port: number, host: string): Promise<number> {
-    const server = createServer(this.tlsOptions(), (socket) => this.grantAtMostQos1(this.aedes.handle(socket)));
+    const server = createServer(this.tlsOptions(), (socket) => {
+      // Small MQTT packets (acks, shadow responses) must not wait for Nagle's algorithm.
+      socket.setNoDelay(true);
+      this.grantAtMostQos1(this.aedes.handle(socket));
+    });
     server.on('tlsClientError', (err, socket) => {
       this.log.info({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake refused');
     });
@@ -171,7 +188,9 @@ export class IotBroker {
       retain,
       dup: false,
     };
-    return new Promise((resolve, reject) => this.aedes.publish(packet, (err) => (err ? reject(err) : resolve())));
+    return new Promise((resolve, reject) =>
+      this.aedes.publish(packet, (err) => (err ? reject(err) : resolve())),
+    );
   }
 
   /**
@@ -211,30 +230,42 @@ export class IotBroker {
     if (conn && conn.reason === undefined) conn.reason = reason;
   }
 
-  private refuse(client: Client, why: string, done: (err: Error) => void, reason: DisconnectReason): void {
-    this.markReason(client, reason);
-    this.log.info({ clientId: client.id, why }, 'refused');
-    done(new BrokerError(why));
+  private refuse(client: Client, refusal: Refusal): Error {
+    this.markReason(client, refusal.reason);
+    this.log.info({ clientId: client.id, why: refusal.why }, 'refused');
+    return new BrokerError(refusal.why);
   }
 
   private authenticate(
     client: Client,
     done: (err: (Error & { returnCode: number }) | null, ok: boolean | null) => void,
   ): void {
-    const fail = (why: string, returnCode = 5) => {
-      this.log.info({ clientId: client.id, why }, 'connect refused');
-      done(Object.assign(new BrokerError(why), { returnCode }), false);
-    };
+    const result = this.checkConnect(client);
+    if ('why' in result) {
+      this.log.info({ clientId: client.id, why: result.why }, 'connect refused');
+      done(Object.assign(new BrokerError(result.why), { returnCode: result.returnCode }), false);
+      return;
+    }
+    const previous = this.connections.get(client.id);
+    if (previous && previous.client !== client) previous.reason = 'DUPLICATE_CLIENTID';
+    this.byClient.set(client, result);
+    this.live.add(result);
+    done(null, true);
+  }
+
+  /** The CONNECT checks: registered ACTIVE certificate, client id limits, iot:Connect. */
+  private checkConnect(client: Client): Connection | { why: string; returnCode: number } {
     const socket = client.conn as TLSSocket;
     const peer = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
-    if (!peer?.raw) return fail('no client certificate');
+    if (!peer?.raw) return { why: 'no client certificate', returnCode: 5 };
     const certificateId = createHash('sha256').update(peer.raw).digest('hex');
     const record = this.opts.registry.findCertificate(certificateId);
-    if (!record) return fail(`certificate ${certificateId} is not registered`);
-    if (record.status !== 'ACTIVE') return fail(`certificate ${certificateId} is ${record.status}`);
+    if (!record) return { why: `certificate ${certificateId} is not registered`, returnCode: 5 };
+    if (record.status !== 'ACTIVE')
+      return { why: `certificate ${certificateId} is ${record.status}`, returnCode: 5 };
     const clientId = client.id;
     if (Buffer.byteLength(clientId) > MAX_CLIENT_ID_BYTES) {
-      return fail(`client id longer than ${MAX_CLIENT_ID_BYTES} bytes`, 2);
+      return { why: `client id longer than ${MAX_CLIENT_ID_BYTES} bytes`, returnCode: 2 };
     }
     const thing = this.opts.registry.findThing(clientId);
     const attached = thing !== undefined && this.opts.registry.isAttached(clientId, record.certificateArn);
@@ -249,13 +280,11 @@ export class IotBroker {
     };
     const policies = this.opts.registry.effectivePolicies(record.certificateArn);
     const decision = evaluate(policies, 'iot:Connect', clientArn(ctx, clientId), ctx);
-    if (decision !== 'allow') return fail(`iot:Connect on client/${clientId} is ${decision}`);
-
-    const previous = this.connections.get(clientId);
-    if (previous && previous.client !== client) previous.reason = 'DUPLICATE_CLIENTID';
+    if (decision !== 'allow')
+      return { why: `iot:Connect on client/${clientId} is ${decision}`, returnCode: 5 };
     const versionNumber = this.versions.get(clientId) ?? 0;
     this.versions.set(clientId, versionNumber + 1);
-    const conn: Connection = {
+    return {
       client,
       ctx,
       certificateArn: record.certificateArn,
@@ -263,35 +292,46 @@ export class IotBroker {
       versionNumber,
       ipAddress: socket.remoteAddress ?? '',
     };
-    this.byClient.set(client, conn);
-    done(null, true);
   }
 
-  private authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
-    if (client === null) return done(null); // the service's own publishes
+  private authorizePublish(
+    client: Client | null,
+    packet: PublishPacket,
+    done: (err?: Error | null) => void,
+  ): void {
+    if (client === null) {
+      done(null); // the service's own publishes
+      return;
+    }
+    const refusal = this.checkPublish(client, packet);
+    done(refusal ? this.refuse(client, refusal) : null);
+  }
+
+  /** IoT Core's PUBLISH rules; a refusal closes the connection. */
+  private checkPublish(client: Client, packet: PublishPacket): Refusal | undefined {
     const conn = this.byClient.get(client);
-    if (!conn) return this.refuse(client, 'not authenticated', done, 'AUTH_ERROR');
+    if (!conn) return { why: 'not authenticated', reason: 'AUTH_ERROR' };
     const topic = packet.topic;
-    if (packet.qos === 2) return this.refuse(client, 'QoS 2 is not supported', done, 'CLIENT_ERROR');
+    if (packet.qos === 2) return { why: 'QoS 2 is not supported', reason: 'CLIENT_ERROR' };
     const size = Buffer.isBuffer(packet.payload) ? packet.payload.length : Buffer.byteLength(packet.payload);
     if (size > MAX_PAYLOAD_BYTES) {
-      return this.refuse(client, `payload of ${size} bytes exceeds ${MAX_PAYLOAD_BYTES}`, done, 'CLIENT_ERROR');
+      return { why: `payload of ${size} bytes exceeds ${MAX_PAYLOAD_BYTES}`, reason: 'CLIENT_ERROR' };
     }
-    if (!isValidTopicName(topic)) return this.refuse(client, `invalid topic '${topic}'`, done, 'CLIENT_ERROR');
+    if (!isValidTopicName(topic)) return { why: `invalid topic '${topic}'`, reason: 'CLIENT_ERROR' };
     const limit = checkIotTopicLimits(topic);
-    if (!limit.ok) return this.refuse(client, limit.message, done, 'CLIENT_ERROR');
+    if (!limit.ok) return { why: limit.message, reason: 'CLIENT_ERROR' };
     if (topic.startsWith(RESERVED_PREFIX) && !isPublishableReservedTopic(topic)) {
-      return this.refuse(client, `publishing to reserved topic '${topic}' is not allowed`, done, 'CLIENT_ERROR');
+      return { why: `publishing to reserved topic '${topic}' is not allowed`, reason: 'CLIENT_ERROR' };
     }
     const policies = this.opts.registry.effectivePolicies(conn.certificateArn);
     const arn = topicArn(conn.ctx, topic);
     if (evaluate(policies, 'iot:Publish', arn, conn.ctx) !== 'allow') {
-      return this.refuse(client, `iot:Publish on ${topic} denied`, done, 'AUTH_ERROR');
+      return { why: `iot:Publish on ${topic} denied`, reason: 'AUTH_ERROR' };
     }
     if (packet.retain && evaluate(policies, 'iot:RetainPublish', arn, conn.ctx) !== 'allow') {
-      return this.refuse(client, `iot:RetainPublish on ${topic} denied`, done, 'AUTH_ERROR');
+      return { why: `iot:RetainPublish on ${topic} denied`, reason: 'AUTH_ERROR' };
     }
-    done(null);
+    return undefined;
   }
 
   private authorizeSubscribe(
@@ -299,25 +339,33 @@ export class IotBroker {
     sub: Subscription,
     done: (err: Error | null, sub?: Subscription | null) => void,
   ): void {
+    const refusal = this.checkSubscribe(client, sub.topic);
+    // IoT Core closes an MQTT 3.1.1 connection that subscribes without permission.
+    if (refusal) done(this.refuse(client, refusal));
+    else done(null, sub);
+  }
+
+  private checkSubscribe(client: Client, filter: string): Refusal | undefined {
     const conn = this.byClient.get(client);
-    if (!conn) return this.refuse(client, 'not authenticated', done, 'AUTH_ERROR');
-    const filter = sub.topic;
-    if (!isValidTopicFilter(filter)) return this.refuse(client, `invalid topic filter '${filter}'`, done, 'CLIENT_ERROR');
+    if (!conn) return { why: 'not authenticated', reason: 'AUTH_ERROR' };
+    if (!isValidTopicFilter(filter))
+      return { why: `invalid topic filter '${filter}'`, reason: 'CLIENT_ERROR' };
     const limit = checkIotTopicLimits(filter);
-    if (!limit.ok) return this.refuse(client, limit.message, done, 'CLIENT_ERROR');
+    if (!limit.ok) return { why: limit.message, reason: 'CLIENT_ERROR' };
     const policies = this.opts.registry.effectivePolicies(conn.certificateArn);
     if (evaluate(policies, 'iot:Subscribe', topicFilterArn(conn.ctx, filter), conn.ctx) !== 'allow') {
-      // IoT Core closes an MQTT 3.1.1 connection that subscribes without permission.
-      return this.refuse(client, `iot:Subscribe on ${filter} denied`, done, 'AUTH_ERROR');
+      return { why: `iot:Subscribe on ${filter} denied`, reason: 'AUTH_ERROR' };
     }
-    done(null, sub);
+    return undefined;
   }
 
   private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     const conn = this.byClient.get(client);
     if (!conn) return null;
     const policies = this.opts.registry.effectivePolicies(conn.certificateArn);
-    return evaluate(policies, 'iot:Receive', topicArn(conn.ctx, packet.topic), conn.ctx) === 'allow' ? packet : null;
+    return evaluate(policies, 'iot:Receive', topicArn(conn.ctx, packet.topic), conn.ctx) === 'allow'
+      ? packet
+      : null;
   }
 
   private onReady(client: Client): void {
@@ -330,6 +378,7 @@ export class IotBroker {
   private onDisconnect(client: Client): void {
     const conn = this.byClient.get(client);
     if (!conn) return;
+    this.live.delete(conn);
     if (this.connections.get(client.id) === conn) this.connections.delete(client.id);
     const clean = (client as unknown as { _disconnected?: boolean })._disconnected === true;
     const reason = conn.reason ?? (clean ? 'CLIENT_INITIATED_DISCONNECT' : 'CONNECTION_LOST');

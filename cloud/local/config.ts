@@ -28,7 +28,9 @@ export function parseLocalCloudOptions(input: unknown): LocalCloudOptions {
   const parsed = LocalCloudOptionsSchema.safeParse(input ?? {});
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new LocalConfigError(`invalid local cloud option ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new LocalConfigError(
+      `invalid local cloud option ${issue.path.join('.') || '(root)'}: ${issue.message}`,
+    );
   }
   return { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
 }

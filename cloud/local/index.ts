@@ -71,7 +71,10 @@ export class LocalCloud {
     readonly logger: Logger,
   ) {}
 
-  static async start(input: LocalCloudOptionsInput = {}, logger: Logger = pino({ level: 'silent' })): Promise<LocalCloud> {
+  static async start(
+    input: LocalCloudOptionsInput = {},
+    logger: Logger = pino({ level: 'silent' }),
+  ): Promise<LocalCloud> {
     const opts = parseLocalCloudOptions(input);
     mkdirSync(opts.dataDir, { recursive: true });
     const other = runningLocalCloud(opts.dataDir);
@@ -92,12 +95,22 @@ export class LocalCloud {
       tls: {
         certPem: pki.server.certPem,
         keyPem: pki.server.keyPem,
-        caPems: () => registry.listCaCertificates().filter((c) => c.status === 'ACTIVE').map((c) => c.certificatePem),
+        caPems: () =>
+          registry
+            .listCaCertificates()
+            .filter((c) => c.status === 'ACTIVE')
+            .map((c) => c.certificatePem),
       },
     });
-    const shadows = new ShadowService(opts.dataDir, (topic, payload) => broker.publish(topic, payload, 0), logger.child({ component: 'shadow' }));
+    const shadows = new ShadowService(
+      opts.dataDir,
+      (topic, payload) => broker.publish(topic, payload, 0),
+      logger.child({ component: 'shadow' }),
+    );
     broker.subscribe('$aws/things/+/shadow/#', (topic, payload) => {
-      shadows.handleMqtt(topic, payload).catch((err) => logger.error({ err, topic }, 'shadow request failed'));
+      shadows
+        .handleMqtt(topic, payload)
+        .catch((err) => logger.error({ err, topic }, 'shadow request failed'));
     });
     const http = new HttpEndpoint({
       credentials,
@@ -124,7 +137,10 @@ export class LocalCloud {
     } catch (err) {
       await broker.close().catch(() => {});
       await http.close().catch(() => {});
-      throw new LocalCloudError(`cannot listen on ${opts.host} (mqtt ${opts.mqttPort}, http ${opts.httpPort})`, { cause: err });
+      throw new LocalCloudError(
+        `cannot listen on ${opts.host} (mqtt ${opts.mqttPort}, http ${opts.httpPort})`,
+        { cause: err },
+      );
     }
     const host = opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host;
     const endpoints: LocalCloudEndpoints = {

@@ -36,7 +36,8 @@ export interface ProvisionOptions extends LocalCloudOptionsInput {
  */
 export async function provisionThing(opts: ProvisionOptions, cloud?: LocalCloud): Promise<ProvisionedDevice> {
   const name = ThingNameSchema.safeParse(opts.thingName);
-  if (!name.success) throw new LocalCloudError(`thing name '${opts.thingName}': ${name.error.issues[0]?.message}`);
+  if (!name.success)
+    throw new LocalCloudError(`thing name '${opts.thingName}': ${name.error.issues[0]?.message}`);
   const base = cloud?.options ?? parseLocalCloudOptions(opts);
   let registry: Registry;
   let pki: Awaited<ReturnType<typeof loadOrCreatePki>>;
@@ -44,7 +45,11 @@ export async function provisionThing(opts: ProvisionOptions, cloud?: LocalCloud)
   if (cloud) {
     registry = cloud.registry;
     pki = cloud.pki;
-    endpoint = { host: cloud.endpoints.host, mqttPort: cloud.endpoints.mqttPort, httpPort: cloud.endpoints.httpPort };
+    endpoint = {
+      host: cloud.endpoints.host,
+      mqttPort: cloud.endpoints.mqttPort,
+      httpPort: cloud.endpoints.httpPort,
+    };
   } else {
     const running = runningLocalCloud(base.dataDir);
     if (running) {
@@ -63,7 +68,9 @@ export async function provisionThing(opts: ProvisionOptions, cloud?: LocalCloud)
   registry.createThing(opts.thingName, opts.attributes ?? {});
   const { csrPem, keyPem } = await createCsr(opts.thingName);
   const certPem = await issueFromCsr(pki.rootCa, csrPem, opts.validity);
-  const caId = registry.listCaCertificates().find((c) => c.certificatePem.trim() === pki.rootCa.certPem.trim())?.certificateId;
+  const caId = registry
+    .listCaCertificates()
+    .find((c) => c.certificatePem.trim() === pki.rootCa.certPem.trim())?.certificateId;
   const cert = registry.registerCertificate(certPem, 'ACTIVE', caId);
   registry.putPolicy(DEVICE_POLICY_NAME, devicePolicyDocument(base.region, base.accountId));
   registry.attachPolicy(DEVICE_POLICY_NAME, cert.certificateArn);
@@ -92,12 +99,18 @@ export async function provisionThing(opts: ProvisionOptions, cloud?: LocalCloud)
 
 /** Reads what `provisionThing` wrote, for a device client. */
 export async function readDeviceFiles(dir: string) {
-  if (!existsSync(join(dir, 'device.crt'))) throw new LocalCloudError(`${dir} holds no provisioned device (device.crt missing)`);
+  if (!existsSync(join(dir, 'device.crt')))
+    throw new LocalCloudError(`${dir} holds no provisioned device (device.crt missing)`);
   const [cert, key, ca, endpoint] = await Promise.all([
     readFile(join(dir, 'device.crt'), 'utf8'),
     readFile(join(dir, 'device.key'), 'utf8'),
     readFile(join(dir, 'root-ca.crt'), 'utf8'),
     readFile(join(dir, 'endpoint.json'), 'utf8'),
   ]);
-  return { cert, key, ca, endpoint: JSON.parse(endpoint) as { host: string; mqttPort: number; httpPort: number; thingName: string } };
+  return {
+    cert,
+    key,
+    ca,
+    endpoint: JSON.parse(endpoint) as { host: string; mqttPort: number; httpPort: number; thingName: string },
+  };
 }

@@ -7,7 +7,12 @@ import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { certificateId as computeCertificateId, parseCertificate } from '../../certs-tooling/x509.js';
-import { InvalidRequestError, ResourceConflictError, ResourceNotFoundError, StateCorruptError } from './errors.js';
+import {
+  InvalidRequestError,
+  ResourceConflictError,
+  ResourceNotFoundError,
+  StateCorruptError,
+} from './errors.js';
 import { type ParsedPolicy, parsePolicy } from './policy.js';
 import { readJsonFile, writeJsonFile } from './store.js';
 
@@ -131,7 +136,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   createThing(thingName: string, attributes: Record<string, string> = {}): ThingRecord {
     if (!THING_NAME.test(thingName)) {
-      throw new InvalidRequestError(`thingName '${thingName}': must be 1-128 characters of a-z A-Z 0-9 : _ -`);
+      throw new InvalidRequestError(
+        `thingName '${thingName}': must be 1-128 characters of a-z A-Z 0-9 : _ -`,
+      );
     }
     for (const [k, v] of Object.entries(attributes)) {
       if (!ATTRIBUTE_NAME.test(k)) throw new InvalidRequestError(`attribute name '${k}' is invalid`);
@@ -244,7 +251,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
   updateCertificateStatus(certificateId: string, status: CertificateStatus): CertificateRecord {
     const c = this.describeCertificate(certificateId);
     if (c.status === 'REVOKED' && status !== 'REVOKED') {
-      throw new InvalidRequestError(`certificate ${certificateId} is revoked; a revoked certificate cannot change status`);
+      throw new InvalidRequestError(
+        `certificate ${certificateId} is revoked; a revoked certificate cannot change status`,
+      );
     }
     c.status = status;
     c.lastModifiedDate = new Date().toISOString();
@@ -272,7 +281,9 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   createPolicy(policyName: string, document: string | object): PolicyRecord {
     if (!POLICY_NAME.test(policyName)) {
-      throw new InvalidRequestError(`policyName '${policyName}': must be 1-128 characters of word characters and +=,.@-`);
+      throw new InvalidRequestError(
+        `policyName '${policyName}': must be 1-128 characters of word characters and +=,.@-`,
+      );
     }
     if (this.state.policies[policyName]) {
       throw new ResourceConflictError(`policy ${policyName} already exists`);

@@ -12,7 +12,12 @@ afterAll(() => {
   for (const d of dirs) removeDir(d);
 });
 
-function run(args: string[]): { child: ChildProcess; out: () => string; err: () => string; exit: Promise<number | null> } {
+function run(args: string[]): {
+  child: ChildProcess;
+  out: () => string;
+  err: () => string;
+  exit: Promise<number | null>;
+} {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -22,13 +27,20 @@ function run(args: string[]): { child: ChildProcess; out: () => string; err: () 
   child.stderr?.on('data', (d: Buffer) => {
     err += d.toString();
   });
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const exit = new Promise<number | null>((resolve) =>
+    child.on('exit', (code, signal) =>
+      resolve(code ?? (`signal ${signal}; stderr: ${err}` as unknown as number)),
+    ),
+  );
   return { child, out: () => out, err: () => err, exit };
 }
 
 function waitForOutput(p: ReturnType<typeof run>, re: RegExp, timeoutMs = 30_000): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${re} in output within ${timeoutMs} ms:\n${p.out()}\n${p.err()}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`no ${re} in output within ${timeoutMs} ms:\n${p.out()}\n${p.err()}`)),
+      timeoutMs,
+    );
     const check = () => {
       if (re.test(p.out())) {
         clearTimeout(timer);
@@ -50,11 +62,27 @@ it('local provision writes the device files, and local up serves them until SIGT
   dirs.push(data);
   const prov = run(['local', 'provision', 'cli-thing', '--out', out, '--data-dir', data]);
   expect(await prov.exit).toBe(0);
-  for (const f of ['device.crt', 'device.key', 'root-ca.crt', 'endpoint.json']) expect(existsSync(join(out, f))).toBe(true);
+  for (const f of ['device.crt', 'device.key', 'root-ca.crt', 'endpoint.json'])
+    expect(existsSync(join(out, f))).toBe(true);
   expect(statSync(join(out, 'device.key')).mode & 0o777).toBe(0o600);
-  expect(JSON.parse(await readFile(join(out, 'endpoint.json'), 'utf8'))).toMatchObject({ host: '127.0.0.1', mqttPort: 8883, httpPort: 4566 });
+  expect(JSON.parse(await readFile(join(out, 'endpoint.json'), 'utf8'))).toMatchObject({
+    host: '127.0.0.1',
+    mqttPort: 8883,
+    httpPort: 4566,
+  });
 
-  const up = run(['local', 'up', '--data-dir', data, '--mqtt-port', '0', '--http-port', '0', '--log-level', 'silent']);
+  const up = run([
+    'local',
+    'up',
+    '--data-dir',
+    data,
+    '--mqtt-port',
+    '0',
+    '--http-port',
+    '0',
+    '--log-level',
+    'silent',
+  ]);
   await waitForOutput(up, /Press Ctrl-C to stop/);
   expect(up.out()).toMatch(/MQTT \(mTLS\)\s+mqtts:\/\/127\.0\.0\.1:\d+/);
   up.child.kill('SIGTERM');

@@ -30,7 +30,10 @@ export async function startTestCloud(dataDir = tempDir()): Promise<TestCloud> {
     cloud,
     dataDir,
     async provision(thing, opts) {
-      const dev = await provisionThing({ thingName: thing, outDir: join(dataDir, 'devices', thing), ...opts }, cloud);
+      const dev = await provisionThing(
+        { thingName: thing, outDir: join(dataDir, 'devices', thing), ...opts },
+        cloud,
+      );
       const files = await readDeviceFiles(dev.outDir);
       return { ...dev, cert: files.cert, key: files.key, ca: files.ca };
     },
@@ -46,7 +49,11 @@ export function removeDir(dir: string): void {
 }
 
 /** Options for mqtt.js that connect as a device, failing fast (no reconnects). */
-export function deviceOptions(cloud: LocalCloud, dev: { cert: string; key: string; ca: string }, clientId: string): IClientOptions {
+export function deviceOptions(
+  cloud: LocalCloud,
+  dev: { cert: string; key: string; ca: string },
+  clientId: string,
+): IClientOptions {
   return {
     clientId,
     cert: dev.cert,
@@ -61,7 +68,11 @@ export function deviceOptions(cloud: LocalCloud, dev: { cert: string; key: strin
   };
 }
 
-export function connectDevice(cloud: LocalCloud, dev: { cert: string; key: string; ca: string }, clientId: string): Promise<MqttClient> {
+export function connectDevice(
+  cloud: LocalCloud,
+  dev: { cert: string; key: string; ca: string },
+  clientId: string,
+): Promise<MqttClient> {
   return mqtt.connectAsync(deviceOptions(cloud, dev, clientId));
 }
 
@@ -81,7 +92,9 @@ export async function tryConnect(
       resolve(r);
     };
     c.once('connect', () => finish({ connected: true }));
-    c.once('error', (err) => finish({ connected: false, error: err.message, code: (err as { code?: number }).code }));
+    c.once('error', (err) =>
+      finish({ connected: false, error: err.message, code: (err as { code?: number }).code }),
+    );
     c.once('close', () => finish({ connected: false, error: 'closed' }));
   });
 }
@@ -114,7 +127,10 @@ export function nextMessage<T = unknown>(
 export function closed(client: MqttClient, timeoutMs = 5000): Promise<void> {
   if (client.disconnected || !client.connected) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`connection still open after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`connection still open after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     client.once('close', () => {
       clearTimeout(timer);
       resolve();
@@ -125,7 +141,10 @@ export function closed(client: MqttClient, timeoutMs = 5000): Promise<void> {
 /** Collects the messages an internal broker subscriber sees; `next` waits for one matching. */
 export function brokerTap(cloud: LocalCloud, filter: string) {
   const seen: { topic: string; body: Record<string, unknown> }[] = [];
-  const waiters: { pred: (m: { topic: string; body: Record<string, unknown> }) => boolean; resolve: (m: { topic: string; body: Record<string, unknown> }) => void }[] = [];
+  const waiters: {
+    pred: (m: { topic: string; body: Record<string, unknown> }) => boolean;
+    resolve: (m: { topic: string; body: Record<string, unknown> }) => void;
+  }[] = [];
   const off = cloud.broker.subscribe(filter, (topic, payload) => {
     const m = { topic, body: JSON.parse(payload.toString()) as Record<string, unknown> };
     seen.push(m);
@@ -143,7 +162,13 @@ export function brokerTap(cloud: LocalCloud, filter: string) {
       const already = seen.find(pred);
       if (already) return Promise.resolve(already);
       return new Promise<{ topic: string; body: Record<string, unknown> }>((resolve, reject) => {
-        const w = { pred, resolve: (m: { topic: string; body: Record<string, unknown> }) => { clearTimeout(timer); resolve(m); } };
+        const w = {
+          pred,
+          resolve: (m: { topic: string; body: Record<string, unknown> }) => {
+            clearTimeout(timer);
+            resolve(m);
+          },
+        };
         const timer = setTimeout(() => {
           waiters.splice(waiters.indexOf(w), 1);
           reject(new Error(`no matching message on ${filter} within ${timeoutMs} ms`));

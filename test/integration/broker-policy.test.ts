@@ -53,12 +53,19 @@ describe('CONNECT', () => {
     const c = await connectDevice(tc.cloud, a, 'thing-a');
     const ev = await tap.next((m) => m.body.eventType === 'connected');
     expect(ev.topic).toBe('$aws/events/presence/connected/thing-a');
-    expect(ev.body).toMatchObject({ clientId: 'thing-a', eventType: 'connected', principalIdentifier: a.certificateId });
+    expect(ev.body).toMatchObject({
+      clientId: 'thing-a',
+      eventType: 'connected',
+      principalIdentifier: a.certificateId,
+    });
     expect(typeof ev.body.sessionIdentifier).toBe('string');
     expect(typeof ev.body.timestamp).toBe('number');
     await c.endAsync();
     const gone = await tap.next((m) => m.body.eventType === 'disconnected');
-    expect(gone.body).toMatchObject({ clientInitiatedDisconnect: true, disconnectReason: 'CLIENT_INITIATED_DISCONNECT' });
+    expect(gone.body).toMatchObject({
+      clientInitiatedDisconnect: true,
+      disconnectReason: 'CLIENT_INITIATED_DISCONNECT',
+    });
     tap.off();
   });
 
@@ -129,7 +136,10 @@ describe('CONNECT', () => {
     const second = await connectDevice(tc.cloud, a, 'thing-a');
     await closed(first);
     const ev = await tap.next(() => true);
-    expect(ev.body).toMatchObject({ disconnectReason: 'DUPLICATE_CLIENTID', clientInitiatedDisconnect: false });
+    expect(ev.body).toMatchObject({
+      disconnectReason: 'DUPLICATE_CLIENTID',
+      clientInitiatedDisconnect: false,
+    });
     expect(second.connected).toBe(true);
     await second.endAsync();
     tap.off();
@@ -165,10 +175,22 @@ describe('PUBLISH, SUBSCRIBE and delivery', () => {
     ['subscribe to #', (c: MqttClient) => c.subscribe('#', { qos: 0 })],
     ['subscribe to things/+/cmd', (c: MqttClient) => c.subscribe('things/+/cmd', { qos: 0 })],
     ['publish with QoS 2', (c: MqttClient) => c.publish('things/thing-a/cmd', 'x', { qos: 2 })],
-    ['publish over 128 KB', (c: MqttClient) => c.publish('things/thing-a/cmd', Buffer.alloc(128 * 1024 + 1), { qos: 0 })],
-    ['publish to a reserved response topic', (c: MqttClient) => c.publish('$aws/things/thing-a/shadow/update/accepted', '{}', { qos: 0 })],
-    ['publish to a lifecycle topic', (c: MqttClient) => c.publish('$aws/events/presence/connected/thing-a', '{}', { qos: 0 })],
-    ['publish to a topic with 8 slashes', (c: MqttClient) => c.publish('things/thing-a/1/2/3/4/5/6/7', 'x', { qos: 0 })],
+    [
+      'publish over 128 KB',
+      (c: MqttClient) => c.publish('things/thing-a/cmd', Buffer.alloc(128 * 1024 + 1), { qos: 0 }),
+    ],
+    [
+      'publish to a reserved response topic',
+      (c: MqttClient) => c.publish('$aws/things/thing-a/shadow/update/accepted', '{}', { qos: 0 }),
+    ],
+    [
+      'publish to a lifecycle topic',
+      (c: MqttClient) => c.publish('$aws/events/presence/connected/thing-a', '{}', { qos: 0 }),
+    ],
+    [
+      'publish to a topic with 8 slashes',
+      (c: MqttClient) => c.publish('things/thing-a/1/2/3/4/5/6/7', 'x', { qos: 0 }),
+    ],
   ])('disconnects the client for: %s', async (_what, act) => {
     await reconnect();
     const gone = closed(dev);

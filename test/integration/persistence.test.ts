@@ -1,6 +1,11 @@
 /** State survives a restart of the local cloud: registry, CA, certificates and shadows. */
+
+import {
+  GetThingShadowCommand,
+  IoTDataPlaneClient,
+  UpdateThingShadowCommand,
+} from '@aws-sdk/client-iot-data-plane';
 import { afterAll, expect, it } from '@jest/globals';
-import { GetThingShadowCommand, IoTDataPlaneClient, UpdateThingShadowCommand } from '@aws-sdk/client-iot-data-plane';
 import { connectDevice, removeDir, startTestCloud, tempDir } from '../helpers/cloud.js';
 
 const dir = tempDir();
@@ -12,7 +17,10 @@ it('keeps things, certificates, the root CA, credentials and shadows across a re
   const rootPem = first.cloud.pki.rootCa.certPem;
   const data = new IoTDataPlaneClient(first.cloud.sdkConfig());
   await data.send(
-    new UpdateThingShadowCommand({ thingName: 'persist-1', payload: Buffer.from(JSON.stringify({ state: { reported: { v: 7 } } })) }),
+    new UpdateThingShadowCommand({
+      thingName: 'persist-1',
+      payload: Buffer.from(JSON.stringify({ state: { reported: { v: 7 } } })),
+    }),
   );
   data.destroy();
   const cfg = first.cloud.sdkConfig();
@@ -29,7 +37,10 @@ it('keeps things, certificates, the root CA, credentials and shadows across a re
     await c.endAsync();
     const client = new IoTDataPlaneClient(second.cloud.sdkConfig());
     const got = await client.send(new GetThingShadowCommand({ thingName: 'persist-1' }));
-    expect(JSON.parse(Buffer.from(got.payload ?? []).toString())).toMatchObject({ state: { reported: { v: 7 } }, version: 1 });
+    expect(JSON.parse(Buffer.from(got.payload ?? []).toString())).toMatchObject({
+      state: { reported: { v: 7 } },
+      version: 1,
+    });
     client.destroy();
   } finally {
     await second.stop();
@@ -44,8 +55,13 @@ it('refuses to start a second local cloud on a data dir that is in use', async (
   // A live process that holds the data dir.
   const holder = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
   try {
-    writeFileSync(join(dir, 'runtime.json'), JSON.stringify({ pid: holder.pid, host: '127.0.0.1', mqttPort: 1, httpPort: 2 }));
-    await expect(LocalCloud.start({ dataDir: dir, mqttPort: 0, httpPort: 0 })).rejects.toThrow(/already running/);
+    writeFileSync(
+      join(dir, 'runtime.json'),
+      JSON.stringify({ pid: holder.pid, host: '127.0.0.1', mqttPort: 1, httpPort: 2 }),
+    );
+    await expect(LocalCloud.start({ dataDir: dir, mqttPort: 0, httpPort: 0 })).rejects.toThrow(
+      /already running/,
+    );
   } finally {
     holder.kill();
   }

@@ -3,7 +3,7 @@
  * topics") and the data-plane HTTP API used unchanged through @aws-sdk/client-iot-data-plane
  * ("Device Shadow REST API").
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+
 import {
   ConflictException,
   DeleteThingShadowCommand,
@@ -15,6 +15,7 @@ import {
   ResourceNotFoundException,
   UpdateThingShadowCommand,
 } from '@aws-sdk/client-iot-data-plane';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { MqttClient } from 'mqtt';
 import { shadowTopics } from '../../protocol/topics.js';
 import {
@@ -59,7 +60,11 @@ describe('over MQTT', () => {
     const accepted = nextMessage<Doc>(mq, t.updateAccepted, (d) => d.clientToken === 'u1');
     const documents = nextMessage<Doc>(mq, t.updateDocuments, (d) => d.clientToken === 'u1');
     const delta = nextMessage<Doc>(mq, t.updateDelta, (d) => d.clientToken === 'u1');
-    await mq.publishAsync(t.update, JSON.stringify({ state: { desired: { color: 'red' } }, clientToken: 'u1' }), { qos: 1 });
+    await mq.publishAsync(
+      t.update,
+      JSON.stringify({ state: { desired: { color: 'red' } }, clientToken: 'u1' }),
+      { qos: 1 },
+    );
     const acc = await accepted;
     expect(acc).toMatchObject({ state: { desired: { color: 'red' } }, version: 1, clientToken: 'u1' });
     expect((await delta).state).toEqual({ color: 'red' });
@@ -68,7 +73,10 @@ describe('over MQTT', () => {
 
     const got = nextMessage<Doc>(mq, t.getAccepted, (d) => d.clientToken === 'g1');
     await mq.publishAsync(t.get, JSON.stringify({ clientToken: 'g1' }), { qos: 1 });
-    expect(await got).toMatchObject({ state: { desired: { color: 'red' }, delta: { color: 'red' } }, version: 1 });
+    expect(await got).toMatchObject({
+      state: { desired: { color: 'red' }, delta: { color: 'red' } },
+      version: 1,
+    });
 
     const deleted = nextMessage<Doc>(mq, t.deleteAccepted, (d) => d.clientToken === 'd1');
     await mq.publishAsync(t.delete, JSON.stringify({ clientToken: 'd1' }), { qos: 1 });
@@ -98,9 +106,16 @@ describe('over MQTT', () => {
 
 describe('over the data-plane API (@aws-sdk/client-iot-data-plane)', () => {
   it('UpdateThingShadow publishes accepted and delta to the device; GetThingShadow returns the document', async () => {
-    const delta = nextMessage<Doc>(mq, t.updateDelta, (d) => (d.state as Record<string, unknown>)?.mode === 'run');
+    const delta = nextMessage<Doc>(
+      mq,
+      t.updateDelta,
+      (d) => (d.state as Record<string, unknown>)?.mode === 'run',
+    );
     const r = await data.send(
-      new UpdateThingShadowCommand({ thingName: THING, payload: json({ state: { desired: { mode: 'run' } } }) }),
+      new UpdateThingShadowCommand({
+        thingName: THING,
+        payload: json({ state: { desired: { mode: 'run' } } }),
+      }),
     );
     const acc = decode(r.payload);
     expect(acc.state).toEqual({ desired: { mode: 'run' } });
@@ -113,7 +128,12 @@ describe('over the data-plane API (@aws-sdk/client-iot-data-plane)', () => {
   it('answers a stale version with ConflictException (409)', async () => {
     const cur = decode((await data.send(new GetThingShadowCommand({ thingName: THING }))).payload);
     const err = await data
-      .send(new UpdateThingShadowCommand({ thingName: THING, payload: json({ state: { desired: { a: 1 } }, version: (cur.version ?? 0) - 1 }) }))
+      .send(
+        new UpdateThingShadowCommand({
+          thingName: THING,
+          payload: json({ state: { desired: { a: 1 } }, version: (cur.version ?? 0) - 1 }),
+        }),
+      )
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConflictException);
     expect((err as ConflictException).$metadata.httpStatusCode).toBe(409);
@@ -121,7 +141,9 @@ describe('over the data-plane API (@aws-sdk/client-iot-data-plane)', () => {
   });
 
   it('answers a missing shadow with ResourceNotFoundException (404) and bad JSON with InvalidRequestException', async () => {
-    const nf = await data.send(new GetThingShadowCommand({ thingName: THING, shadowName: 'nope' })).catch((e: unknown) => e);
+    const nf = await data
+      .send(new GetThingShadowCommand({ thingName: THING, shadowName: 'nope' }))
+      .catch((e: unknown) => e);
     expect(nf).toBeInstanceOf(ResourceNotFoundException);
     const bad = await data
       .send(new UpdateThingShadowCommand({ thingName: THING, payload: Buffer.from('{"state":') }))
@@ -131,7 +153,13 @@ describe('over the data-plane API (@aws-sdk/client-iot-data-plane)', () => {
 
   it('lists named shadows with pagination', async () => {
     for (const n of ['n1', 'n2', 'n3']) {
-      await data.send(new UpdateThingShadowCommand({ thingName: THING, shadowName: n, payload: json({ state: { reported: { n } } }) }));
+      await data.send(
+        new UpdateThingShadowCommand({
+          thingName: THING,
+          shadowName: n,
+          payload: json({ state: { reported: { n } } }),
+        }),
+      );
     }
     const first = await data.send(new ListNamedShadowsForThingCommand({ thingName: THING, pageSize: 2 }));
     expect(first.results).toHaveLength(2);
@@ -145,24 +173,40 @@ describe('over the data-plane API (@aws-sdk/client-iot-data-plane)', () => {
   });
 
   it('DeleteThingShadow deletes, and a second delete is 404', async () => {
-    await data.send(new UpdateThingShadowCommand({ thingName: THING, shadowName: 'tmp', payload: json({ state: { reported: { x: 1 } } }) }));
-    const del = decode((await data.send(new DeleteThingShadowCommand({ thingName: THING, shadowName: 'tmp' }))).payload);
+    await data.send(
+      new UpdateThingShadowCommand({
+        thingName: THING,
+        shadowName: 'tmp',
+        payload: json({ state: { reported: { x: 1 } } }),
+      }),
+    );
+    const del = decode(
+      (await data.send(new DeleteThingShadowCommand({ thingName: THING, shadowName: 'tmp' }))).payload,
+    );
     expect(del.version).toBe(1);
-    const again = await data.send(new DeleteThingShadowCommand({ thingName: THING, shadowName: 'tmp' })).catch((e: unknown) => e);
+    const again = await data
+      .send(new DeleteThingShadowCommand({ thingName: THING, shadowName: 'tmp' }))
+      .catch((e: unknown) => e);
     expect(again).toBeInstanceOf(ResourceNotFoundException);
   });
 
   it('Publish delivers to device subscribers, with the topic path-encoded', async () => {
     await mq.subscribeAsync(`things/${THING}/cmd/reboot`, { qos: 1 });
     const got = nextMessage<Doc>(mq, `things/${THING}/cmd/reboot`);
-    await data.send(new PublishCommand({ topic: `things/${THING}/cmd/reboot`, qos: 1, payload: json({ now: true }) }));
+    await data.send(
+      new PublishCommand({ topic: `things/${THING}/cmd/reboot`, qos: 1, payload: json({ now: true }) }),
+    );
     expect(await got).toEqual({ now: true });
   });
 
   it('Publish to a shadow update topic updates the shadow', async () => {
     const acc = nextMessage<Doc>(mq, t.updateAccepted, (d) => d.clientToken === 'via-publish');
     await data.send(
-      new PublishCommand({ topic: t.update, qos: 1, payload: json({ state: { reported: { via: 'publish' } }, clientToken: 'via-publish' }) }),
+      new PublishCommand({
+        topic: t.update,
+        qos: 1,
+        payload: json({ state: { reported: { via: 'publish' } }, clientToken: 'via-publish' }),
+      }),
     );
     expect(await acc).toMatchObject({ state: { reported: { via: 'publish' } } });
   });
@@ -171,12 +215,18 @@ describe('over the data-plane API (@aws-sdk/client-iot-data-plane)', () => {
 describe('request signing', () => {
   it('refuses a wrong secret and an unknown access key', async () => {
     const cfg = tc.cloud.sdkConfig();
-    const wrong = new IoTDataPlaneClient({ ...cfg, credentials: { ...cfg.credentials, secretAccessKey: 'not-the-secret' } });
+    const wrong = new IoTDataPlaneClient({
+      ...cfg,
+      credentials: { ...cfg.credentials, secretAccessKey: 'not-the-secret' },
+    });
     const e1 = await wrong.send(new GetThingShadowCommand({ thingName: THING })).catch((e: unknown) => e);
     expect((e1 as Error).name).toBe('InvalidSignatureException');
     expect((e1 as { $metadata: { httpStatusCode: number } }).$metadata.httpStatusCode).toBe(403);
     wrong.destroy();
-    const unknown = new IoTDataPlaneClient({ ...cfg, credentials: { accessKeyId: 'AKIAUNKNOWNKEY000000', secretAccessKey: 'x'.repeat(40) } });
+    const unknown = new IoTDataPlaneClient({
+      ...cfg,
+      credentials: { accessKeyId: 'AKIAUNKNOWNKEY000000', secretAccessKey: 'x'.repeat(40) },
+    });
     const e2 = await unknown.send(new GetThingShadowCommand({ thingName: THING })).catch((e: unknown) => e);
     expect((e2 as Error).name).toBe('UnrecognizedClientException');
     unknown.destroy();

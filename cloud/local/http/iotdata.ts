@@ -4,7 +4,7 @@
  */
 import type { ShadowErrorDoc } from '../shadow/engine.js';
 import type { ShadowResult, ShadowService } from '../shadow/service.js';
-import { type ServiceRequest, type ServiceResponse, type ServiceRoute, ServiceError } from './server.js';
+import { ServiceError, type ServiceRequest, type ServiceResponse, type ServiceRoute } from './server.js';
 
 /** The data plane's error type for each shadow error code. */
 const ERROR_TYPES: Record<number, string> = {
@@ -38,7 +38,10 @@ function shadowResponse(r: ShadowResult): ServiceResponse {
 function shadowErrorResponse(e: ShadowErrorDoc): ServiceResponse {
   return {
     status: e.code,
-    headers: { 'content-type': 'application/json', 'x-amzn-errortype': ERROR_TYPES[e.code] ?? 'InvalidRequestException' },
+    headers: {
+      'content-type': 'application/json',
+      'x-amzn-errortype': ERROR_TYPES[e.code] ?? 'InvalidRequestException',
+    },
     body: JSON.stringify(e),
   };
 }
@@ -70,14 +73,22 @@ export function iotDataRoute(deps: IotDataDeps): ServiceRoute {
           case 'DELETE':
             return shadowResponse(deps.shadows.delete(thing, name, new Uint8Array()));
           default:
-            throw new ServiceError(405, 'MethodNotAllowedException', `method ${req.method} is not allowed on a shadow`);
+            throw new ServiceError(
+              405,
+              'MethodNotAllowedException',
+              `method ${req.method} is not allowed on a shadow`,
+            );
         }
       }
       const list = /^\/api\/things\/shadow\/ListNamedShadowsForThing\/([^/]+)$/.exec(req.rawPath);
       if (list && req.method === 'GET') return listNamed(deps, label(list[1]!), req);
       const topic = /^\/topics\/(.+)$/.exec(req.rawPath);
       if (topic && req.method === 'POST') return publish(deps, label(topic[1]!), req);
-      throw new ServiceError(404, 'ResourceNotFoundException', `no data-plane operation at ${req.method} ${req.rawPath}`);
+      throw new ServiceError(
+        404,
+        'ResourceNotFoundException',
+        `no data-plane operation at ${req.method} ${req.rawPath}`,
+      );
     },
   };
 }
@@ -99,11 +110,16 @@ function listNamed(deps: IotDataDeps, thing: string, req: ServiceRequest): Servi
     start = decoded;
   }
   const results = all.slice(start, start + pageSize);
-  const next = start + pageSize < all.length ? Buffer.from(String(start + pageSize)).toString('base64url') : undefined;
+  const next =
+    start + pageSize < all.length ? Buffer.from(String(start + pageSize)).toString('base64url') : undefined;
   return {
     status: 200,
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ results, ...(next ? { nextToken: next } : {}), timestamp: Math.floor(Date.now() / 1000) }),
+    body: JSON.stringify({
+      results,
+      ...(next ? { nextToken: next } : {}),
+      timestamp: Math.floor(Date.now() / 1000),
+    }),
   };
 }
 
@@ -115,7 +131,11 @@ async function publish(deps: IotDataDeps, topic: string, req: ServiceRequest): P
   const invalid = deps.validateTopic(topic);
   if (invalid) throw new ServiceError(400, 'InvalidRequestException', invalid);
   if (req.body.length > deps.maxPayloadBytes) {
-    throw new ServiceError(413, 'RequestEntityTooLargeException', 'The payload exceeds the maximum size allowed');
+    throw new ServiceError(
+      413,
+      'RequestEntityTooLargeException',
+      'The payload exceeds the maximum size allowed',
+    );
   }
   const retain = single(req.query, 'retain') === 'true';
   await deps.publish(topic, req.body, qosRaw === '1' ? 1 : 0, retain);

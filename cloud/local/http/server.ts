@@ -115,7 +115,8 @@ export class HttpEndpoint {
     await once(server, 'listening');
     this.server = server;
     const addr = server.address();
-    if (addr === null || typeof addr === 'string') throw new LocalCloudError('HTTP endpoint has no TCP address');
+    if (addr === null || typeof addr === 'string')
+      throw new LocalCloudError('HTTP endpoint has no TCP address');
     return addr.port;
   }
 
@@ -137,7 +138,8 @@ export class HttpEndpoint {
     let size = 0;
     for await (const chunk of req) {
       size += (chunk as Buffer).length;
-      if (size > MAX_BODY_BYTES) throw new ServiceError(413, 'RequestEntityTooLargeException', 'request body too large');
+      if (size > MAX_BODY_BYTES)
+        throw new ServiceError(413, 'RequestEntityTooLargeException', 'request body too large');
       chunks.push(chunk as Buffer);
     }
     return Buffer.concat(chunks);
@@ -152,7 +154,11 @@ export class HttpEndpoint {
     if (req.method === 'GET' && rawPath === '/_edgefleet/health') {
       return this.send(
         res,
-        { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(this.opts.health()) },
+        {
+          status: 200,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(this.opts.health()),
+        },
         requestId,
       );
     }
@@ -165,7 +171,11 @@ export class HttpEndpoint {
       }
       const route = this.routes.get(auth.service);
       if (!route) {
-        throw new ServiceError(400, 'UnknownServiceException', `service '${auth.service}' is not served by the local cloud`);
+        throw new ServiceError(
+          400,
+          'UnknownServiceException',
+          `service '${auth.service}' is not served by the local cloud`,
+        );
       }
       protocol = route.protocol;
       const body = await this.readBody(req);
@@ -182,9 +192,14 @@ export class HttpEndpoint {
       });
       this.send(res, response, requestId);
     } catch (err) {
-      if (err instanceof ServiceError) return this.send(res, formatError(protocol, err, requestId), requestId);
+      if (err instanceof ServiceError)
+        return this.send(res, formatError(protocol, err, requestId), requestId);
       if (err instanceof URIError) {
-        return this.send(res, formatError(protocol, new ServiceError(400, 'InvalidRequestException', 'malformed URI'), requestId), requestId);
+        return this.send(
+          res,
+          formatError(protocol, new ServiceError(400, 'InvalidRequestException', 'malformed URI'), requestId),
+          requestId,
+        );
       }
       this.opts.logger.error({ err, url }, 'request failed');
       return this.send(
@@ -205,13 +220,25 @@ export class HttpEndpoint {
   ): Promise<CredentialRecord> {
     const record = this.opts.credentials.lookup(auth.accessKeyId);
     if (!record) {
-      throw new ServiceError(403, 'UnrecognizedClientException', 'The security token included in the request is invalid.');
+      throw new ServiceError(
+        403,
+        'UnrecognizedClientException',
+        'The security token included in the request is invalid.',
+      );
     }
     if (record.sessionToken !== undefined && req.headers['x-amz-security-token'] !== record.sessionToken) {
-      throw new ServiceError(403, 'UnrecognizedClientException', 'The security token included in the request is invalid.');
+      throw new ServiceError(
+        403,
+        'UnrecognizedClientException',
+        'The security token included in the request is invalid.',
+      );
     }
     if (record.expiration !== undefined && Date.parse(record.expiration) <= Date.now()) {
-      throw new ServiceError(403, 'ExpiredTokenException', 'The security token included in the request is expired');
+      throw new ServiceError(
+        403,
+        'ExpiredTokenException',
+        'The security token included in the request is expired',
+      );
     }
     if (!auth.signedHeaders.includes('host')) {
       throw new ServiceError(403, 'InvalidSignatureException', "'Host' must be a signed header");
@@ -220,10 +247,18 @@ export class HttpEndpoint {
     const amzDate = typeof amzDateHeader === 'string' ? amzDateHeader : undefined;
     const date = parseAmzDate(amzDate);
     if (!date || !amzDate?.startsWith(auth.date)) {
-      throw new ServiceError(403, 'InvalidSignatureException', 'missing or malformed X-Amz-Date, or it does not match the credential scope');
+      throw new ServiceError(
+        403,
+        'InvalidSignatureException',
+        'missing or malformed X-Amz-Date, or it does not match the credential scope',
+      );
     }
     if (Math.abs(date.getTime() - Date.now()) > MAX_CLOCK_SKEW_MS) {
-      throw new ServiceError(403, 'InvalidSignatureException', 'Signature expired: the request time is more than 15 minutes from the server time');
+      throw new ServiceError(
+        403,
+        'InvalidSignatureException',
+        'Signature expired: the request time is more than 15 minutes from the server time',
+      );
     }
     const expected = await expectedSignature(
       {

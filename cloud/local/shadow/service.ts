@@ -26,9 +26,7 @@ const CLASSIC = '$classic';
 /** Publishes on the broker as the service. */
 export type ServicePublisher = (topic: string, payload: string) => Promise<void>;
 
-export type ShadowResult =
-  | { ok: true; document: JsonObject }
-  | { ok: false; error: ShadowErrorDoc };
+export type ShadowResult = { ok: true; document: JsonObject } | { ok: false; error: ShadowErrorDoc };
 
 interface ShadowFile {
   shadow?: StoredShadow;
@@ -56,7 +54,11 @@ export class ShadowService {
     return readJsonFile<ShadowFile>(this.file(thing, name)) ?? {};
   }
 
-  private validateNames(thing: string, name: string | undefined, clientToken?: string): ShadowErrorDoc | undefined {
+  private validateNames(
+    thing: string,
+    name: string | undefined,
+    clientToken?: string,
+  ): ShadowErrorDoc | undefined {
     if (!THING_NAME.test(thing)) return shadowError(400, 'Invalid thing name', this.now(), clientToken);
     if (name !== undefined && !SHADOW_NAME.test(name)) {
       return shadowError(400, 'Invalid shadow name', this.now(), clientToken);
@@ -67,7 +69,7 @@ export class ShadowService {
   /** Handles a message published to a shadow request topic (get, update, delete). */
   async handleMqtt(topic: string, payload: Buffer): Promise<void> {
     const parsed = parseShadowTopic(topic);
-    if (!parsed || parsed.suffix !== '') return;
+    if (parsed?.suffix !== '') return;
     const { thingName, shadowName, operation } = parsed;
     const t = shadowTopics(thingName, shadowName);
     if (operation === 'update') {
