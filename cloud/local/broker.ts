@@ -46,7 +46,13 @@ interface Connection {
   versionNumber: number;
   ipAddress: string;
   reason?: DisconnectReason;
+  /** Policy decisions of this connection (its context is fixed), valid for one policy generation. */
+  decisions: Map<string, boolean>;
+  generation: number;
 }
+
+/** Most decisions a connection keeps; a connection touching more topics starts over. */
+const MAX_CACHED_DECISIONS = 4096;
 
 interface Refusal {
   why: string;
@@ -85,6 +91,8 @@ export class IotBroker {
   private readonly live = new Set<Connection>();
   private readonly byClient = new WeakMap<Client, Connection>();
   private readonly versions = new Map<string, number>();
+  /** Bumped whenever policies or their attachments change, which invalidates cached decisions. */
+  private policyGeneration = 0;
   private readonly log: Logger;
   private readonly internal: { filter: string; handler: InternalHandler }[] = [];
 
@@ -119,6 +127,9 @@ export class IotBroker {
       }
     });
     opts.registry.on('caCertificatesChanged', () => this.refreshTlsContext());
+    opts.registry.on('policyAttachmentsChanged', () => {
+      this.policyGeneration += 1;
+    });
   }
 
   static async create(opts: IotBrokerOptions): Promise<IotBroker> {
@@ -291,7 +302,29 @@ export class IotBroker {
       sessionIdentifier: randomUUID(),
       versionNumber,
       ipAddress: socket.remoteAddress ?? '',
+      decisions: new Map(),
+      generation: this.policyGeneration,
     };
+  }
+
+  /**
+   * Evaluates the connection's policies for an action on a resource. Decisions are cached per
+   * connection, since the policy context is fixed for its lifetime, until policies change.
+   */
+  private allowed(conn: Connection, action: string, kind: 'topic' | 'topicfilter', name: string): boolean {
+    if (conn.generation !== this.policyGeneration) {
+      conn.decisions.clear();
+      conn.generation = this.policyGeneration;
+    }
+    const key = `${action} ${name}`;
+    const cached = conn.decisions.get(key);
+    if (cached !== undefined) return cached;
+    const policies = this.opts.registry.effectivePolicies(conn.certificateArn);
+    const resource = kind === 'topic' ? topicArn(conn.ctx, name) : topicFilterArn(conn.ctx, name);
+    const ok = evaluate(policies, action, resource, conn.ctx) === 'allow';
+    if (conn.decisions.size >= MAX_CACHED_DECISIONS) conn.decisions.clear();
+    conn.decisions.set(key, ok);
+    return ok;
   }
 
   private authorizePublish(
@@ -323,12 +356,10 @@ export class IotBroker {
     if (topic.startsWith(RESERVED_PREFIX) && !isPublishableReservedTopic(topic)) {
       return { why: `publishing to reserved topic '${topic}' is not allowed`, reason: 'CLIENT_ERROR' };
     }
-    const policies = this.opts.registry.effectivePolicies(conn.certificateArn);
-    const arn = topicArn(conn.ctx, topic);
-    if (evaluate(policies, 'iot:Publish', arn, conn.ctx) !== 'allow') {
+    if (!this.allowed(conn, 'iot:Publish', 'topic', topic)) {
       return { why: `iot:Publish on ${topic} denied`, reason: 'AUTH_ERROR' };
     }
-    if (packet.retain && evaluate(policies, 'iot:RetainPublish', arn, conn.ctx) !== 'allow') {
+    if (packet.retain && !this.allowed(conn, 'iot:RetainPublish', 'topic', topic)) {
       return { why: `iot:RetainPublish on ${topic} denied`, reason: 'AUTH_ERROR' };
     }
     return undefined;
@@ -352,8 +383,7 @@ export class IotBroker {
       return { why: `invalid topic filter '${filter}'`, reason: 'CLIENT_ERROR' };
     const limit = checkIotTopicLimits(filter);
     if (!limit.ok) return { why: limit.message, reason: 'CLIENT_ERROR' };
-    const policies = this.opts.registry.effectivePolicies(conn.certificateArn);
-    if (evaluate(policies, 'iot:Subscribe', topicFilterArn(conn.ctx, filter), conn.ctx) !== 'allow') {
+    if (!this.allowed(conn, 'iot:Subscribe', 'topicfilter', filter)) {
       return { why: `iot:Subscribe on ${filter} denied`, reason: 'AUTH_ERROR' };
     }
     return undefined;
@@ -362,10 +392,7 @@ export class IotBroker {
   private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     const conn = this.byClient.get(client);
     if (!conn) return null;
-    const policies = this.opts.registry.effectivePolicies(conn.certificateArn);
-    return evaluate(policies, 'iot:Receive', topicArn(conn.ctx, packet.topic), conn.ctx) === 'allow'
-      ? packet
-      : null;
+    return this.allowed(conn, 'iot:Receive', 'topic', packet.topic) ? packet : null;
   }
 
   private onReady(client: Client): void {

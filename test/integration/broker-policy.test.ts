@@ -221,4 +221,22 @@ describe('PUBLISH, SUBSCRIBE and delivery', () => {
     await got;
     expect(wrong).toEqual([]);
   });
+
+  it('applies a policy change to live connections (cached decisions are dropped)', async () => {
+    const d = await tc.provision('thing-d');
+    const live = await connectDevice(tc.cloud, d, 'thing-d');
+    await live.subscribeAsync('things/thing-d/x', { qos: 1 });
+    const echo = nextMessage(live, 'things/thing-d/x');
+    await live.publishAsync('things/thing-d/x', '{}', { qos: 1 });
+    await echo;
+    tc.cloud.registry.createPolicy('deny-d-x', {
+      Version: '2012-10-17',
+      Statement: [{ Effect: 'Deny', Action: 'iot:Publish', Resource: '*' }],
+    });
+    tc.cloud.registry.attachPolicy('deny-d-x', d.certificateArn);
+    const gone = closed(live);
+    live.publish('things/thing-d/x', '{}', { qos: 1 });
+    await gone;
+    await bystanderStillWorks();
+  });
 });
