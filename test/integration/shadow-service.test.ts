@@ -212,6 +212,41 @@ describe('over the data-plane API (@aws-sdk/client-iot-data-plane)', () => {
   });
 });
 
+describe('bad input over HTTP gets the documented rejection', () => {
+  const send = (payload: Uint8Array) =>
+    data
+      .send(new UpdateThingShadowCommand({ thingName: THING, shadowName: 'bad', payload }))
+      .catch((e: unknown) => e);
+
+  it.each([
+    ['non-UTF-8 bytes', Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), 415, 'UnsupportedDocumentEncodingException'],
+    ['missing state', json({ desired: { a: 1 } }), 400, 'InvalidRequestException'],
+    ['non-object desired', json({ state: { desired: 'on' } }), 400, 'InvalidRequestException'],
+    [
+      'clientToken over 64 bytes',
+      json({ state: { reported: { a: 1 } }, clientToken: 'x'.repeat(65) }),
+      400,
+      'InvalidRequestException',
+    ],
+    [
+      'nesting deeper than 6 levels',
+      json({ state: { reported: { a: { b: { c: { d: { e: { f: { g: 1 } } } } } } } } }),
+      400,
+      'InvalidRequestException',
+    ],
+    [
+      'state over 8 KB',
+      json({ state: { reported: { blob: 'x'.repeat(9000) } } }),
+      413,
+      'RequestEntityTooLargeException',
+    ],
+  ])('%s -> %i %s', async (_what, payload, status, name) => {
+    const err = (await send(payload)) as Error & { $metadata: { httpStatusCode: number } };
+    expect(err.name).toBe(name);
+    expect(err.$metadata.httpStatusCode).toBe(status);
+  });
+});
+
 describe('request signing', () => {
   it('refuses a wrong secret and an unknown access key', async () => {
     const cfg = tc.cloud.sdkConfig();
