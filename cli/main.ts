@@ -34,7 +34,7 @@ async function localUp(raw: unknown): Promise<void> {
       'edgefleet local cloud is up',
       `  data dir     ${cloud.options.dataDir}`,
       `  MQTT (mTLS)  ${e.mqttUrl}   root CA: ${cloud.options.dataDir}/ca/root-ca.crt`,
-      `  HTTP (AWS)   ${e.httpUrl}   services: iotdata`,
+      `  HTTP (AWS)   ${e.httpUrl}   services: iot, iotdata`,
       `  region       ${c.region}`,
       '  credentials for AWS SDK clients:',
       `    export AWS_ACCESS_KEY_ID=${c.credentials.accessKeyId}`,
@@ -100,14 +100,14 @@ export function buildProgram(): Command {
   local
     .command('provision')
     .description(
-      'create a thing, its key and certificate (signed by the local CA) and write the device files',
+      'create a thing, its key and certificate (signed by the local CA) and write the device files (through its IoT API while the local cloud runs)',
     )
     .argument('<thing>', 'thing name')
     .requiredOption('--out <dir>', 'directory for device.crt, device.key, root-ca.crt, endpoint.json')
     .option('--data-dir <dir>', 'state directory of the local cloud', '.edgefleet')
-    .option('--host <host>', 'host written into endpoint.json', '127.0.0.1')
-    .option('--mqtt-port <port>', 'MQTT port written into endpoint.json', '8883')
-    .option('--http-port <port>', 'HTTP port written into endpoint.json', '4566')
+    .option('--host <host>', 'host for endpoint.json (if the cloud is not running)', '127.0.0.1')
+    .option('--mqtt-port <port>', 'MQTT port for endpoint.json (if the cloud is not running)', '8883')
+    .option('--http-port <port>', 'HTTP port for endpoint.json (if the cloud is not running)', '4566')
     .option('--region <region>', 'AWS region', 'us-east-1')
     .action((thing: string, o: Record<string, unknown>) => localProvision(thing, o));
   program

@@ -60,3 +60,18 @@ export class CredentialStore {
     return this.extra.get(accessKeyId);
   }
 }
+
+/**
+ * Reads the account's root access key from `{dataDir}/credentials.json`, for a client in another
+ * process than the local cloud; undefined if the data dir has none yet.
+ */
+export function readRootCredentials(
+  dataDir: string,
+): { accessKeyId: string; secretAccessKey: string } | undefined {
+  const file = join(dataDir, 'credentials.json');
+  const loaded = readJsonFile<unknown>(file);
+  if (loaded === undefined) return undefined;
+  const parsed = RootFileSchema.safeParse(loaded);
+  if (!parsed.success) throw new StateCorruptError(`${file}: ${parsed.error.issues[0]?.message}`);
+  return parsed.data;
+}

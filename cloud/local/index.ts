@@ -10,6 +10,7 @@ import { IotBroker, MAX_PAYLOAD_BYTES } from './broker.js';
 import { type LocalCloudOptions, type LocalCloudOptionsInput, parseLocalCloudOptions } from './config.js';
 import { CredentialStore } from './credentials.js';
 import { LocalCloudError } from './errors.js';
+import { iotControlRoute } from './http/iot.js';
 import { iotDataRoute } from './http/iotdata.js';
 import { HttpEndpoint } from './http/server.js';
 import { type LocalPki, loadOrCreatePki } from './pki.js';
@@ -115,8 +116,17 @@ export class LocalCloud {
     const http = new HttpEndpoint({
       credentials,
       logger: logger.child({ component: 'http' }),
-      health: () => ({ status: 'running', services: ['iot-core', 'iotdata'], region: opts.region }),
+      health: () => ({ status: 'running', services: ['iot-core', 'iot', 'iotdata'], region: opts.region }),
     });
+    http.register(
+      iotControlRoute({
+        registry,
+        pki,
+        region: opts.region,
+        accountId: opts.accountId,
+        endpointHost: opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host,
+      }),
+    );
     http.register(
       iotDataRoute({
         shadows,

@@ -177,6 +177,21 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return Object.values(this.state.things);
   }
 
+  /** Replaces a thing's attributes (when given) and bumps its version, as UpdateThing does. */
+  updateThing(thingName: string, changes: { attributes?: Record<string, string> }): ThingRecord {
+    const t = this.describeThing(thingName);
+    if (changes.attributes !== undefined) {
+      for (const [k, v] of Object.entries(changes.attributes)) {
+        if (!ATTRIBUTE_NAME.test(k)) throw new InvalidRequestError(`attribute name '${k}' is invalid`);
+        if (!ATTRIBUTE_VALUE.test(v)) throw new InvalidRequestError(`attribute '${k}' has an invalid value`);
+      }
+      t.attributes = { ...changes.attributes };
+    }
+    t.version += 1;
+    this.save();
+    return t;
+  }
+
   deleteThing(thingName: string): void {
     this.describeThing(thingName);
     if ((this.state.thingPrincipals[thingName] ?? []).length > 0) {
@@ -189,7 +204,11 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   // ---- CA certificates ----
 
-  registerCaCertificate(pem: string, opts: { autoRegistration?: boolean } = {}): CaCertificateRecord {
+  /** Registers a CA certificate (ACTIVE unless `status` says otherwise); returns the existing record if known. */
+  registerCaCertificate(
+    pem: string,
+    opts: { autoRegistration?: boolean; status?: CaCertificateRecord['status'] } = {},
+  ): CaCertificateRecord {
     const cert = parseCertificate(pem);
     const id = computeCertificateId(new Uint8Array(cert.rawData));
     const existing = this.state.caCertificates[id];
@@ -198,7 +217,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       certificateId: id,
       certificateArn: this.arn('cacert', id),
       certificatePem: cert.toString('pem'),
-      status: 'ACTIVE',
+      status: opts.status ?? 'ACTIVE',
       autoRegistrationStatus: opts.autoRegistration ? 'ENABLE' : 'DISABLE',
       creationDate: new Date().toISOString(),
     };
@@ -210,6 +229,44 @@ export class Registry extends EventEmitter<RegistryEvents> {
 
   listCaCertificates(): CaCertificateRecord[] {
     return Object.values(this.state.caCertificates);
+  }
+
+  findCaCertificate(certificateId: string): CaCertificateRecord | undefined {
+    return this.state.caCertificates[certificateId];
+  }
+
+  describeCaCertificate(certificateId: string): CaCertificateRecord {
+    const c = this.state.caCertificates[certificateId];
+    if (!c) throw new ResourceNotFoundError(`CA certificate ${certificateId} does not exist`);
+    return c;
+  }
+
+  updateCaCertificate(
+    certificateId: string,
+    changes: {
+      status?: CaCertificateRecord['status'];
+      autoRegistrationStatus?: CaCertificateRecord['autoRegistrationStatus'];
+    },
+  ): CaCertificateRecord {
+    const c = this.describeCaCertificate(certificateId);
+    if (changes.status !== undefined) c.status = changes.status;
+    if (changes.autoRegistrationStatus !== undefined)
+      c.autoRegistrationStatus = changes.autoRegistrationStatus;
+    this.save();
+    this.emit('caCertificatesChanged');
+    return c;
+  }
+
+  deleteCaCertificate(certificateId: string): void {
+    const c = this.describeCaCertificate(certificateId);
+    if (c.status === 'ACTIVE') {
+      throw new InvalidRequestError(
+        `CA certificate ${certificateId} is ACTIVE; deactivate it before deleting`,
+      );
+    }
+    delete this.state.caCertificates[certificateId];
+    this.save();
+    this.emit('caCertificatesChanged');
   }
 
   // ---- certificates ----
@@ -236,6 +293,10 @@ export class Registry extends EventEmitter<RegistryEvents> {
     this.state.certificates[id] = record;
     this.save();
     return record;
+  }
+
+  listCertificates(): CertificateRecord[] {
+    return Object.values(this.state.certificates);
   }
 
   findCertificate(certificateId: string): CertificateRecord | undefined {
@@ -323,6 +384,17 @@ export class Registry extends EventEmitter<RegistryEvents> {
     const p = this.state.policies[policyName];
     if (!p) throw new ResourceNotFoundError(`policy ${policyName} does not exist`);
     return p;
+  }
+
+  listPolicies(): PolicyRecord[] {
+    return Object.values(this.state.policies);
+  }
+
+  /** The targets (principal ARNs) a policy is attached to. */
+  policyTargets(policyName: string): string[] {
+    return Object.entries(this.state.policyTargets)
+      .filter(([, names]) => names.includes(policyName))
+      .map(([target]) => target);
   }
 
   deletePolicy(policyName: string): void {

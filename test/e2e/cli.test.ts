@@ -4,6 +4,8 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, expect, it } from '@jest/globals';
+import mqtt from 'mqtt';
+import { readDeviceFiles } from '../../cloud/local/provision.js';
 import { removeDir, tempDir } from '../helpers/cloud.js';
 
 const BIN = join(process.cwd(), 'bin', 'edgefleet.js');
@@ -106,4 +108,53 @@ it('demo runs end to end and exits 0', async () => {
   expect(await p.exit).toBe(0);
   expect(p.out()).toMatch(/demo finished: OK/);
   expect(p.out()).toMatch(/shadow round-trip/);
+});
+
+it('local provision while local up runs goes through its IoT API, and the device connects to it', async () => {
+  const data = tempDir();
+  const out = join(data, 'live-dev');
+  dirs.push(data);
+  const up = run([
+    'local',
+    'up',
+    '--data-dir',
+    data,
+    '--mqtt-port',
+    '0',
+    '--http-port',
+    '0',
+    '--log-level',
+    'silent',
+  ]);
+  try {
+    await waitForOutput(up, /Press Ctrl-C to stop/);
+    const mqttPort = Number(/mqtts:\/\/127\.0\.0\.1:(\d+)/.exec(up.out())?.[1]);
+    const httpPort = Number(/http:\/\/127\.0\.0\.1:(\d+)/.exec(up.out())?.[1]);
+    const prov = run(['local', 'provision', 'live-thing', '--out', out, '--data-dir', data]);
+    expect(await prov.exit).toBe(0);
+    expect(prov.out()).toMatch(/provisioned thing live-thing/);
+    const dev = await readDeviceFiles(out);
+    expect(dev.endpoint).toMatchObject({ host: '127.0.0.1', mqttPort, httpPort, thingName: 'live-thing' });
+    expect(statSync(join(out, 'device.key')).mode & 0o777).toBe(0o600);
+
+    const client = await mqtt.connectAsync({
+      host: dev.endpoint.host,
+      port: dev.endpoint.mqttPort,
+      protocol: 'mqtts',
+      protocolVersion: 4,
+      clientId: 'live-thing',
+      cert: dev.cert,
+      key: dev.key,
+      ca: dev.ca,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+    });
+    await client.publishAsync('things/live-thing/hello', 'hi', { qos: 1 });
+    await client.endAsync();
+
+    up.child.kill('SIGTERM');
+    expect(await up.exit).toBe(0);
+  } finally {
+    if (up.child.exitCode === null && up.child.signalCode === null) up.child.kill('SIGKILL');
+  }
 });
