@@ -8,12 +8,16 @@ import { runDemo } from './demo.js';
 import { CliError } from './errors.js';
 import { parseFlags, portFlag } from './options.js';
 
-const LocalFlags = z.object({
+/** Flags shared by the commands that address a local cloud's data dir and endpoints. */
+const CloudFlags = z.object({
   dataDir: z.string().min(1).default('.edgefleet'),
   host: z.string().min(1).default('127.0.0.1'),
   mqttPort: portFlag.default(8883),
   httpPort: portFlag.default(4566),
   region: z.string().min(1).default('us-east-1'),
+});
+
+const LocalFlags = CloudFlags.extend({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -49,14 +53,9 @@ async function localUp(raw: unknown): Promise<void> {
   process.stdout.write('edgefleet local cloud stopped\n');
 }
 
-const ProvisionFlags = z.object({
+const ProvisionFlags = CloudFlags.extend({
   thing: z.string(),
   out: z.string().min(1, 'is required'),
-  dataDir: z.string().min(1).default('.edgefleet'),
-  region: z.string().min(1).default('us-east-1'),
-  host: z.string().min(1).default('127.0.0.1'),
-  mqttPort: portFlag.default(8883),
-  httpPort: portFlag.default(4566),
 });
 
 async function localProvision(thing: string, raw: Record<string, unknown>): Promise<void> {
