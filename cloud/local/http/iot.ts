@@ -327,6 +327,15 @@ function operations(deps: IotControlDeps): Operation[] {
     return record;
   };
 
+  /** The body of AttachPolicy and DetachPolicy: an existing policy and a certificate target. */
+  const policyTarget = (req: ServiceRequest, policyName: string | undefined) => {
+    const input = parseInput(
+      z.object({ policyName: POLICY_NAME, target: z.string().min(1, 'must not be empty') }),
+      { ...jsonBody(req), policyName },
+    );
+    return { input, p: registry.getPolicy(input.policyName), c: certByArn(input.target, 'target') };
+  };
+
   const localRootCa = new X509Certificate(deps.pki.rootCa.certPem);
 
   /** Whether `ca` issued `cert`: names and key identifiers match and the signature verifies. */
@@ -1046,15 +1055,7 @@ function operations(deps: IotControlDeps): Operation[] {
       method: 'PUT',
       path: /^\/target-policies\/([^/]+)$/,
       handler(req, [policyName]) {
-        const input = parseInput(
-          z.object({ policyName: POLICY_NAME, target: z.string().min(1, 'must not be empty') }),
-          {
-            ...jsonBody(req),
-            policyName,
-          },
-        );
-        const p = registry.getPolicy(input.policyName);
-        const c = certByArn(input.target, 'target');
+        const { input, p, c } = policyTarget(req, policyName);
         const attached = registry.listAttachedPolicies(c.certificateArn);
         if (!attached.some((a) => a.policyName === p.policyName) && attached.length >= 10) {
           throw new ServiceError(
@@ -1072,15 +1073,7 @@ function operations(deps: IotControlDeps): Operation[] {
       method: 'POST',
       path: /^\/target-policies\/([^/]+)$/,
       handler(req, [policyName]) {
-        const input = parseInput(
-          z.object({ policyName: POLICY_NAME, target: z.string().min(1, 'must not be empty') }),
-          {
-            ...jsonBody(req),
-            policyName,
-          },
-        );
-        const p = registry.getPolicy(input.policyName);
-        const c = certByArn(input.target, 'target');
+        const { input, p, c } = policyTarget(req, policyName);
         registry.detachPolicy(p.policyName, c.certificateArn);
         return empty();
       },
