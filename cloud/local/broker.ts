@@ -230,10 +230,6 @@ export class IotBroker {
     }
   }
 
-  connectedClientIds(): string[] {
-    return [...this.connections.keys()];
-  }
-
   // ---- hooks ----
 
   private markReason(client: Client, reason: DisconnectReason): void {

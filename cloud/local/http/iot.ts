@@ -1073,7 +1073,7 @@ function operations(deps: IotControlDeps): Operation[] {
       method: 'POST',
       path: /^\/target-policies\/([^/]+)$/,
       handler(req, [policyName]) {
-        const { input, p, c } = policyTarget(req, policyName);
+        const { p, c } = policyTarget(req, policyName);
         registry.detachPolicy(p.policyName, c.certificateArn);
         return empty();
       },

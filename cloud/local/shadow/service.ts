@@ -7,7 +7,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseShadowTopic, shadowTopics } from '../../../protocol/topics.js';
-import { readJsonFile, removeFile, writeJsonFile } from '../store.js';
+import { readJsonFile, writeJsonFile } from '../store.js';
 import {
   applyUpdate,
   deleteShadow,
@@ -136,11 +136,6 @@ export class ShadowService {
       .map((f) => f.slice(0, -'.json'.length))
       .filter((n) => this.load(thing, n).shadow !== undefined)
       .sort();
-  }
-
-  /** Forgets a deleted shadow's version counter (used when a thing is deleted). */
-  purge(thing: string, name: string | undefined): void {
-    removeFile(this.file(thing, name));
   }
 }
 
