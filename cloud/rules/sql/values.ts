@@ -2,7 +2,8 @@
  * The data types of AWS IoT SQL ("Data types" in the AWS IoT SQL reference): Int, Decimal, Boolean,
  * String, Array, Object, Null, Undefined, and Binary for payloads that are not JSON.
  *
- * Int is a 64-bit integer and Decimal a double; JSON numbers keep the distinction (`1` is an Int, `1.0`
+ * Int is an integer of up to 34 digits (bigint) and Decimal a double (AWS documents 34-digit decimals;
+ * a double is what most of its functions return); JSON numbers keep the distinction (`1` is an Int, `1.0`
  * a Decimal), which is why payloads are parsed with `parseJsonValue` here, not `JSON.parse`.
  */
 export type SqlValue =
@@ -23,16 +24,17 @@ export const NULL: SqlValue = Object.freeze({ type: 'Null' });
 export const TRUE: SqlValue = Object.freeze({ type: 'Boolean', value: true });
 export const FALSE: SqlValue = Object.freeze({ type: 'Boolean', value: false });
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
+/** Ints have at most 34 digits ("Data types" in the AWS IoT SQL reference). */
+const INT_MAX = 10n ** 34n - 1n;
+const INT_MIN = -INT_MAX;
 
 export const bool = (b: boolean): SqlValue => (b ? TRUE : FALSE);
 export const str = (s: string): SqlValue => ({ type: 'String', value: s });
 export const dec = (n: number): SqlValue => (Number.isFinite(n) ? { type: 'Decimal', value: n } : UNDEFINED);
-/** An Int; values outside the 64-bit range become Undefined. */
+/** An Int; values of more than 34 digits become Undefined. */
 export const int = (n: bigint | number): SqlValue => {
   const b = typeof n === 'bigint' ? n : BigInt(Math.trunc(n));
-  return b < INT64_MIN || b > INT64_MAX ? UNDEFINED : { type: 'Int', value: b };
+  return b < INT_MIN || b > INT_MAX ? UNDEFINED : { type: 'Int', value: b };
 };
 export const arr = (items: readonly SqlValue[]): SqlValue => ({ type: 'Array', value: items });
 export const obj = (entries: ReadonlyMap<string, SqlValue> | Iterable<[string, SqlValue]>): SqlValue => ({
@@ -64,7 +66,9 @@ export function fromJs(v: unknown): SqlValue {
   if (v instanceof Uint8Array) return bin(v);
   if (Array.isArray(v)) return arr(v.map(fromJs));
   if (typeof v === 'object') {
-    return obj(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, fromJs(x)] as [string, SqlValue]));
+    return obj(
+      Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, fromJs(x)] as [string, SqlValue]),
+    );
   }
   return UNDEFINED;
 }
@@ -112,7 +116,8 @@ export function toJsonText(v: SqlValue): string | undefined {
     case 'Int':
       return v.value.toString();
     case 'Decimal':
-      return Number.isFinite(v.value) ? formatDecimal(v.value) : 'null';
+      // A whole-number Decimal is written without a fraction, as 2016-03-23 treats it as an Int.
+      return Number.isFinite(v.value) ? String(v.value) : 'null';
     case 'String':
       return JSON.stringify(v.value);
     case 'Binary':
@@ -130,20 +135,16 @@ export function toJsonText(v: SqlValue): string | undefined {
   }
 }
 
-/** A Decimal keeps a fractional part in its text form so it reads back as a Decimal. */
-export function formatDecimal(n: number): string {
-  const s = String(n);
-  return /[.eE]/.test(s) || !Number.isFinite(n) ? s : `${s}.0`;
-}
-
 /**
- * Parses JSON text into a SqlValue keeping Int vs Decimal (`1` vs `1.0`) and exact 64-bit integers.
- * Returns undefined if the text is not JSON.
+ * Parses JSON text into a SqlValue keeping Int vs Decimal (`1` vs `1.0`) and exact integers. With
+ * `wholeDecimalsAsInt` (SQL version 2016-03-23: "numeric values that are whole numbers, such as 10.0,
+ * are processed as an Int value"), `10.0` becomes the Int 10. Returns undefined if the text is not JSON.
  */
-export function parseJsonValue(text: string): SqlValue | undefined {
+export function parseJsonValue(text: string, wholeDecimalsAsInt = false): SqlValue | undefined {
   let i = 0;
   const ws = () => {
-    while (i < text.length && (text[i] === ' ' || text[i] === '\n' || text[i] === '\r' || text[i] === '\t')) i++;
+    while (i < text.length && (text[i] === ' ' || text[i] === '\n' || text[i] === '\r' || text[i] === '\t'))
+      i++;
   };
   const fail = (): never => {
     throw new Error('json');
@@ -224,7 +225,9 @@ export function parseJsonValue(text: string): SqlValue | undefined {
       const v = int(b);
       return v.type === 'Undefined' ? dec(Number(lit)) : v;
     }
-    return dec(Number(lit));
+    const n = Number(lit);
+    if (wholeDecimalsAsInt && Number.isSafeInteger(n)) return int(n);
+    return dec(n);
   };
   const string = (): string => {
     // text[i] === '"'
@@ -284,4 +287,10 @@ export function sqlEquals(a: SqlValue, b: SqlValue): boolean {
     default:
       return false;
   }
+}
+
+/** Decimal text that keeps a fractional part (`10.0`), for contexts that must read back as Decimal. */
+export function formatDecimal(n: number): string {
+  const s = String(n);
+  return /[.eE]/.test(s) || !Number.isFinite(n) ? s : `${s}.0`;
 }
