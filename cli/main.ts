@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { LocalCloud } from '../cloud/local/index.js';
 import { provisionThing } from '../cloud/local/provision.js';
 import { runDemo } from './demo.js';
+import { runSql } from './sql.js';
 import { CliError } from './errors.js';
 import { parseFlags, portFlag } from './options.js';
 
@@ -109,6 +110,18 @@ export function buildProgram(): Command {
     .option('--http-port <port>', 'HTTP port for endpoint.json (if the cloud is not running)', '4566')
     .option('--region <region>', 'AWS region', 'us-east-1')
     .action((thing: string, o: Record<string, unknown>) => localProvision(thing, o));
+  program
+    .command('sql')
+    .description('evaluate an AWS IoT SQL statement against one message and print the rule output')
+    .argument('<sql>', "the statement, e.g. \"SELECT color AS rgb FROM 'a/b' WHERE temperature > 50\"")
+    .requiredOption('--topic <topic>', 'topic the message is published on')
+    .option('--payload <json>', 'message payload (JSON, or any text)', '{}')
+    .option('--clientid <id>', 'client id of the publisher, for clientid()')
+    .option('--principal <id>', 'principal of the publisher, for principal()')
+    .option('--sql-version <version>', 'AWS IoT SQL version: 2015-10-08, 2016-03-23 or beta', '2016-03-23')
+    .action((sql: string, o: Record<string, unknown>) => {
+      process.exitCode = runSql({ ...o, sql }, process.stdout, process.stderr);
+    });
   program
     .command('demo')
     .description('run the local end-to-end demo (what `npm start` runs)')
