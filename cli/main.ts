@@ -5,9 +5,9 @@ import { z } from 'zod';
 import { LocalCloud } from '../cloud/local/index.js';
 import { provisionThing } from '../cloud/local/provision.js';
 import { runDemo } from './demo.js';
-import { runSql } from './sql.js';
 import { CliError } from './errors.js';
 import { parseFlags, portFlag } from './options.js';
+import { runSql } from './sql.js';
 
 /** Flags shared by the commands that address a local cloud's data dir and endpoints. */
 const CloudFlags = z.object({
@@ -113,7 +113,7 @@ export function buildProgram(): Command {
   program
     .command('sql')
     .description('evaluate an AWS IoT SQL statement against one message and print the rule output')
-    .argument('<sql>', "the statement, e.g. \"SELECT color AS rgb FROM 'a/b' WHERE temperature > 50\"")
+    .argument('<sql>', 'the statement, e.g. "SELECT color AS rgb FROM \'a/b\' WHERE temperature > 50"')
     .requiredOption('--topic <topic>', 'topic the message is published on')
     .option('--payload <json>', 'message payload (JSON, or any text)', '{}')
     .option('--clientid <id>', 'client id of the publisher, for clientid()')

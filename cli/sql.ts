@@ -23,7 +23,10 @@ export const SqlFlags = z.object({
   clientid: z.string().optional(),
   principal: z.string().optional(),
   sqlVersion: z.enum(SQL_VERSIONS as [SqlVersion, ...SqlVersion[]]).default('2016-03-23'),
-  account: z.string().regex(/^\d{12}$/, 'must be 12 digits').default('000000000000'),
+  account: z
+    .string()
+    .regex(/^\d{12}$/, 'must be 12 digits')
+    .default('000000000000'),
   region: z.string().min(1).default('us-east-1'),
 });
 

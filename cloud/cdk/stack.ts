@@ -9,7 +9,9 @@ import * as iot from 'aws-cdk-lib/aws-iot';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
+import { RULES } from '../rules/definitions.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
+import { TopicRules } from './rules.js';
 
 /** Construct id of the one stack of the app (also its CloudFormation stack name). */
 export const STACK_ID = 'Edgefleet';
@@ -31,6 +33,8 @@ export class EdgefleetStack extends Stack {
   readonly accessLogsBucket: s3.Bucket;
   /** `AWS::IoT::Policy` attached to gateway certificates (by JITR activation). */
   readonly devicePolicy: iot.CfnPolicy;
+  /** The project's IoT rules (cloud/rules), with their roles and permissions. */
+  readonly topicRules: TopicRules;
 
   constructor(scope: Construct, id: string, props: EdgefleetStackProps = {}) {
     const { devicePolicyName = DEVICE_POLICY_NAME, ...stackProps } = props;
@@ -83,6 +87,8 @@ export class EdgefleetStack extends Stack {
       // IoT policy variables (`${iot:Connection.Thing.ThingName}`) untouched.
       policyDocument: devicePolicyDocument(Aws.REGION, Aws.ACCOUNT_ID),
     });
+
+    this.topicRules = new TopicRules(this, 'TopicRules', { rules: RULES });
 
     new CfnOutput(this, 'DataLakeBucketName', {
       description: 'Name of the S3 data lake bucket',

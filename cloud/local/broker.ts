@@ -75,11 +75,16 @@ export interface IotBrokerOptions {
 }
 
 /** An internal subscriber (shadow service, rules engine) receives every matching message. */
-export type InternalHandler = (
-  topic: string,
-  payload: Buffer,
-  meta: { clientId?: string; qos: number },
-) => void;
+export type InternalHandler = (topic: string, payload: Buffer, meta: PublisherMeta) => void;
+
+/** Who published a message: absent for the service's own publishes. */
+export interface PublisherMeta {
+  qos: number;
+  clientId?: string;
+  /** The publisher's principal (certificate id). */
+  principal?: string;
+  sourceIp?: string;
+}
 
 export class BrokerError extends LocalCloudError {}
 
@@ -217,13 +222,24 @@ export class IotBroker {
     };
   }
 
+  private publisherMeta(qos: number, client: Client | null): PublisherMeta {
+    if (!client) return { qos };
+    const conn = this.byClient.get(client);
+    return {
+      qos,
+      clientId: client.id,
+      ...(conn?.ctx.certificateId ? { principal: conn.ctx.certificateId } : {}),
+      ...(conn?.ipAddress ? { sourceIp: conn.ipAddress } : {}),
+    };
+  }
+
   private dispatchInternal(packet: AedesPublishPacket, client: Client | null): void {
     if (this.internal.length === 0 || packet.topic.startsWith('$SYS/')) return;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     for (const { filter, handler } of this.internal) {
       if (!topicMatchesFilter(filter, packet.topic)) continue;
       try {
-        handler(packet.topic, payload, { qos: packet.qos, ...(client ? { clientId: client.id } : {}) });
+        handler(packet.topic, payload, this.publisherMeta(packet.qos, client));
       } catch (err) {
         this.log.error({ err, topic: packet.topic }, 'internal subscriber failed');
       }

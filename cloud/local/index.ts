@@ -5,6 +5,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
+import { createHandlerRegistry } from '../functions/index.js';
+import { RULES } from '../rules/definitions.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
 import { IotBroker, MAX_PAYLOAD_BYTES } from './broker.js';
 import { type LocalCloudOptions, type LocalCloudOptionsInput, parseLocalCloudOptions } from './config.js';
@@ -16,6 +18,7 @@ import { HttpEndpoint } from './http/server.js';
 import { type LocalPki, loadOrCreatePki } from './pki.js';
 import { checkIotTopicLimits, isValidTopicName } from './policy.js';
 import { Registry } from './registry.js';
+import { RulesEngine } from './rules-engine.js';
 import { ShadowService } from './shadow/service.js';
 import { readJsonFile, removeFile, writeJsonFile } from './store.js';
 
@@ -70,6 +73,7 @@ export class LocalCloud {
     readonly http: HttpEndpoint,
     readonly endpoints: LocalCloudEndpoints,
     readonly logger: Logger,
+    readonly rules: RulesEngine,
   ) {}
 
   static async start(
@@ -113,6 +117,21 @@ export class LocalCloud {
         .handleMqtt(topic, payload)
         .catch((err) => logger.error({ err, topic }, 'shadow request failed'));
     });
+    // The project's IoT rules, subscribed before any client can connect. Their AWS SDK clients are
+    // created on first use, when the HTTP endpoint (port 0 = free port) is known.
+    let sdk: (() => ReturnType<LocalCloud['sdkConfig']>) | undefined;
+    const rules = RulesEngine.start({
+      broker,
+      rules: RULES,
+      handlers: createHandlerRegistry(),
+      aws: () => {
+        if (!sdk) throw new LocalCloudError('the local cloud HTTP endpoint is not listening yet');
+        return sdk();
+      },
+      region: opts.region,
+      accountId: opts.accountId,
+      logger: logger.child({ component: 'rules' }),
+    });
     const http = new HttpEndpoint({
       credentials,
       logger: logger.child({ component: 'http' }),
@@ -145,6 +164,7 @@ export class LocalCloud {
       mqttPort = await broker.listen(opts.mqttPort, opts.host);
       httpPort = await http.listen(opts.httpPort, opts.host);
     } catch (err) {
+      await rules.stop().catch(() => {});
       await broker.close().catch(() => {});
       await http.close().catch(() => {});
       throw new LocalCloudError(
@@ -167,8 +187,21 @@ export class LocalCloud {
       httpPort,
       startedAt: new Date().toISOString(),
     } satisfies RuntimeFile);
+    const cloud = new LocalCloud(
+      opts,
+      registry,
+      pki,
+      credentials,
+      broker,
+      shadows,
+      http,
+      endpoints,
+      logger,
+      rules,
+    );
+    sdk = () => cloud.sdkConfig();
     logger.info({ endpoints }, 'local cloud started');
-    return new LocalCloud(opts, registry, pki, credentials, broker, shadows, http, endpoints, logger);
+    return cloud;
   }
 
   /** Settings for any AWS SDK v3 client that should talk to this local cloud. */
@@ -184,6 +217,8 @@ export class LocalCloud {
   }
 
   async stop(): Promise<void> {
+    // Rules first: their in-flight actions still publish through the broker.
+    await this.rules.stop();
     await this.broker.close();
     await this.http.close();
     const rt = readJsonFile<RuntimeFile>(join(this.options.dataDir, 'runtime.json'));

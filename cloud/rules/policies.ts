@@ -19,7 +19,6 @@ export interface IotPolicyDocument {
 /** Name of the policy attached to every gateway certificate. */
 export const DEVICE_POLICY_NAME = 'edgefleet-device';
 
-// biome-ignore lint/suspicious/noTemplateCurlyInString: an IoT policy variable, substituted by IoT Core at evaluation
 const THING = '${iot:Connection.Thing.ThingName}';
 
 /**

@@ -22,7 +22,6 @@ import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../../cloud/rules/poli
 
 const repoFile = (path: string) => new URL(`../../${path}`, import.meta.url);
 
-// biome-ignore lint/suspicious/noTemplateCurlyInString: an AWS IoT policy variable, not a template placeholder.
 const IOT_THING_VARIABLE = '${iot:Connection.Thing.ThingName}';
 
 const CdkJson = z.object({

@@ -16,7 +16,6 @@ const ARTIFACT_ZIP = 'edgefleet.zip';
 const SEMVER =
   /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/;
 const THING = '{iot:thingName}';
-// biome-ignore lint/suspicious/noTemplateCurlyInString: an AWS IoT policy variable, not a template placeholder.
 const IOT_THING_VARIABLE = '${iot:Connection.Thing.ThingName}';
 
 // --- recipe schema ---------------------------------------------------------------------------------
