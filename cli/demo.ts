@@ -31,6 +31,8 @@ export interface DemoSummary {
   shadowVersion: number;
   roundTripMs: number;
   heartbeats: number;
+  /** Heartbeats the rule edgefleet_heartbeats republished to fleet/heartbeats. */
+  routedHeartbeats: number;
   lifecycleEvents: number;
 }
 
@@ -82,6 +84,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     let lifecycleEvents = 0;
     cloud.broker.subscribe('$aws/events/presence/+/+', () => {
       lifecycleEvents += 1;
+    });
+    // The rule edgefleet_heartbeats republishes every gateway heartbeat to fleet/heartbeats.
+    let routedHeartbeats = 0;
+    cloud.broker.subscribe('fleet/heartbeats', () => {
+      routedHeartbeats += 1;
     });
     const connect = (clientId: string) =>
       mqtt.connectAsync(cloud.endpoints.mqttUrl, {
@@ -163,8 +170,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     });
     say(
       opts.duration === 0
-        ? '[5/5] gateway running       heartbeats every second; Ctrl-C to stop'
-        : `[5/5] gateway running       heartbeats every second for ${opts.duration} s`,
+        ? '[5/5] gateway running       heartbeats every second, routed by an IoT rule; Ctrl-C to stop'
+        : `[5/5] gateway running       heartbeats every second for ${opts.duration} s, routed by an IoT rule`,
     );
     await stopped;
     process.off('SIGINT', onSignal);
@@ -177,6 +184,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       shadowVersion: shadow.version,
       roundTripMs,
       heartbeats,
+      routedHeartbeats,
       lifecycleEvents,
     };
     say('');
@@ -184,7 +192,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     say(`  thing                 ${summary.thingName}`);
     say(`  shadow version        ${summary.shadowVersion}`);
     say(`  shadow round-trip     ${summary.roundTripMs.toFixed(1)} ms`);
-    say(`  heartbeats published  ${summary.heartbeats}`);
+    say(
+      `  heartbeats published  ${summary.heartbeats} (rule edgefleet_heartbeats routed ${summary.routedHeartbeats} to fleet/heartbeats)`,
+    );
     say(`  lifecycle events      ${summary.lifecycleEvents}`);
     say('demo finished: OK');
     return summary;

@@ -158,3 +158,32 @@ it('local provision while local up runs goes through its IoT API, and the device
     if (up.child.exitCode === null && up.child.signalCode === null) up.child.kill('SIGKILL');
   }
 });
+
+it('sql prints the rule output, says when nothing matches, and exits 2 on a parse error', async () => {
+  const ok = run([
+    'sql',
+    "SELECT color AS rgb FROM 'topic/subtopic' WHERE temperature > 50",
+    '--topic',
+    'topic/subtopic',
+    '--payload',
+    '{"color":"red","temperature":100}',
+  ]);
+  expect(await ok.exit).toBe(0);
+  expect(JSON.parse(ok.out())).toEqual({ rgb: 'red' });
+
+  const none = run([
+    'sql',
+    "SELECT color FROM 'topic/subtopic' WHERE temperature > 50 AND color <> 'red'",
+    '--topic',
+    'topic/subtopic',
+    '--payload',
+    '{"color":"blue","temperature":40}',
+  ]);
+  expect(await none.exit).toBe(0);
+  expect(none.out()).toMatch(/no match/);
+
+  const bad = run(['sql', "SELECT color FROM 'a/b' WHERE", '--topic', 'a/b']);
+  expect(await bad.exit).toBe(2);
+  expect(bad.err()).toMatch(/line 1, column 30/);
+  expect(bad.err()).toMatch(/\n\s+\^/);
+});
