@@ -350,6 +350,16 @@ describe('Binary payloads', () => {
       ts: 1579637878451,
     });
   });
+  it('encode(*, base64) encodes the payload bytes as received, also for JSON payloads', () => {
+    const text = '{ "a" : 1 }';
+    const r = compile("SELECT VALUE encode(*, 'base64') FROM 'a/b'").evaluate(
+      { topic: 'a/b', payload: Buffer.from(text), timestamp: 0 },
+      env,
+    );
+    expect(r.matched && json(serializeOutput(r.output).toString())).toBe(
+      Buffer.from(text).toString('base64'),
+    );
+  });
   it("SELECT * FROM 'a/b' WHERE timestamp() % 12 = 0 works on binary payloads", () => {
     const r = compile("SELECT * FROM 'a/b' WHERE timestamp() % 12 = 0").evaluate(
       { topic: 'a/b', payload: bytes, timestamp: 0 },

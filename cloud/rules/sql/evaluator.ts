@@ -7,8 +7,10 @@ import type { BinaryOp, Expr, Query, SelectItem } from './ast.js';
 import type { EvalContext, FunctionSpec } from './context.js';
 import { type CastType, castTo, toBoolean, toDecimal, toNumeric, toStringValue } from './convert.js';
 import { SqlEvaluationError } from './errors.js';
+import { CATCHES_ARGUMENT_ERRORS, RAW_PAYLOAD_ARGUMENT } from './functions/index.js';
 import {
   arr,
+  bin,
   bool,
   dec,
   int,
@@ -28,6 +30,8 @@ export interface Scope {
   vars: ReadonlyMap<string, SqlValue>;
   ctx: EvalContext;
   functions: ReadonlyMap<string, FunctionSpec>;
+  /** The message's bytes as received; only at top level, where `*` is the whole payload. */
+  rawPayload?: Uint8Array;
 }
 
 const member = (v: SqlValue, name: string): SqlValue =>
@@ -89,7 +93,20 @@ export function evaluate(e: Expr, s: Scope): SqlValue {
 function call(name: string, args: Expr[], s: Scope): SqlValue {
   const spec = s.functions.get(name);
   if (!spec) throw new SqlEvaluationError(`unknown function ${name}()`);
-  const values = args.map((a) => evaluate(a, s));
+  const rawAt = RAW_PAYLOAD_ARGUMENT.get(name);
+  const values = args.map((a, i) => {
+    // encode(*, ...) / decode(*, ...) work on the payload bytes as received, JSON or not.
+    if (i === rawAt && a.kind === 'payload' && s.rawPayload) return bin(s.rawPayload);
+    if (i === 0 && CATCHES_ARGUMENT_ERRORS.has(name)) {
+      try {
+        return evaluate(a, s);
+      } catch (err) {
+        if (err instanceof SqlEvaluationError) return UNDEFINED;
+        throw err;
+      }
+    }
+    return evaluate(a, s);
+  });
   // Functions called with the wrong number of arguments return Undefined ("Data types").
   if (values.length < spec.minArgs || values.length > spec.maxArgs) return UNDEFINED;
   return spec.fn(values, s.ctx);
@@ -277,7 +294,8 @@ function nestedQuery(q: Query, s: Scope): SqlValue {
   if (source.type !== 'Array') return UNDEFINED;
   const out: SqlValue[] = [];
   for (const row of source.value) {
-    const inner: Scope = { ...s, row };
+    const { rawPayload: _raw, ...outer } = s;
+    const inner: Scope = { ...outer, row };
     if (!passes(q.where, inner)) continue;
     const v = project(q.items, q.value, inner);
     if (v.type !== 'Undefined') out.push(v);

@@ -17,7 +17,7 @@ import {
 import { toStringValue } from './convert.js';
 import { SqlEvaluationError } from './errors.js';
 import { evaluate, passes, project, type Scope } from './evaluator.js';
-import { FUNCTIONS } from './functions/index.js';
+import { FUNCTIONS, SUPPORTED_SINCE } from './functions/index.js';
 import { parseError } from './lexer.js';
 import { parseExpression, parseStatement } from './parser.js';
 import { isValidFilter, topicMatches } from './topic.js';
@@ -55,9 +55,6 @@ export interface CompiledStatement {
   readonly topicFilter: string;
   evaluate(message: MessageContext, env: EvalEnv): Evaluation;
 }
-
-/** Functions that exist only from SQL version 2016-03-23 on ("SQL versions"). */
-const SINCE_2016 = new Set(['encode']);
 
 function walk(e: Expr, visit: (e: Expr) => void): void {
   visit(e);
@@ -121,8 +118,9 @@ function check(
     walk(root, (e) => {
       if (e.kind === 'call') {
         if (!functions.has(e.name)) throw parseError(src, e.pos, `unknown function ${e.name}()`);
-        if (version === '2015-10-08' && SINCE_2016.has(e.name)) {
-          throw parseError(src, e.pos, `${e.name}() requires SQL version 2016-03-23 or later`);
+        const since = SUPPORTED_SINCE.get(e.name);
+        if (since !== undefined && version === '2015-10-08' && since !== '2015-10-08') {
+          throw parseError(src, e.pos, `${e.name}() requires SQL version ${since} or later`);
         }
       }
       if (e.kind === 'var' && !defined.has(e.name))
@@ -180,7 +178,13 @@ export function compile(
       if (!topicMatches(filter, message.topic)) return { matched: false };
       const ctx = makeContext(message, env, sqlVersion);
       const vars = new Map<string, SqlValue>();
-      const scope: Scope = { row: payloadValue(message.payload, sqlVersion), vars, ctx, functions };
+      const scope: Scope = {
+        row: payloadValue(message.payload, sqlVersion),
+        vars,
+        ctx,
+        functions,
+        rawPayload: message.payload,
+      };
       for (const set of statement.sets) vars.set(set.name, evaluate(set.value, scope));
       if (!passes(q.where, scope)) return { matched: false };
       const output = project(q.items, q.value, scope);
