@@ -19,7 +19,7 @@ import { type LocalPki, loadOrCreatePki } from './pki.js';
 import { checkIotTopicLimits, isValidTopicName } from './policy.js';
 import { Registry } from './registry.js';
 import { RulesEngine } from './rules-engine.js';
-import { ShadowService } from './shadow/service.js';
+import { ShadowService, shadowSqlServices } from './shadow/service.js';
 import { readJsonFile, removeFile, writeJsonFile } from './store.js';
 
 export interface LocalCloudEndpoints {
@@ -131,6 +131,7 @@ export class LocalCloud {
       region: opts.region,
       accountId: opts.accountId,
       logger: logger.child({ component: 'rules' }),
+      services: shadowSqlServices(shadows),
     });
     const http = new HttpEndpoint({
       credentials,

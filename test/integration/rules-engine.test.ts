@@ -21,7 +21,9 @@ import type {
   ErrorActionMessage,
 } from '../../cloud/local/rules-engine.js';
 import { RulesEngine } from '../../cloud/local/rules-engine.js';
+import { shadowSqlServices } from '../../cloud/local/shadow/service.js';
 import { parseRuleDefinitions, type RuleDefinitionInput } from '../../cloud/rules/index.js';
+import type { SqlServices } from '../../cloud/rules/sql/context.js';
 import {
   brokerTap,
   connectDevice,
@@ -187,7 +189,7 @@ function awsConfig(port: number): AwsClientConfig {
 /** Starts a second rules engine on the test cloud's broker with test rules. */
 function startEngine(
   rules: RuleDefinitionInput[],
-  opts: { handlers?: HandlerRegistry; aws?: AwsClientConfig } = {},
+  opts: { handlers?: HandlerRegistry; aws?: AwsClientConfig; services?: SqlServices } = {},
 ): Engine {
   const engine = RulesEngine.start({
     broker: tc.cloud.broker,
@@ -197,6 +199,7 @@ function startEngine(
     region: tc.cloud.options.region,
     accountId: tc.cloud.options.accountId,
     logger: pino({ level: 'silent' }),
+    ...(opts.services ? { services: opts.services } : {}),
   });
   engines.push(engine);
   return engine;
@@ -229,6 +232,34 @@ describe('the project rules in the local cloud', () => {
       await tc.cloud.rules.idle();
       expect(tc.cloud.rules.stats().rules.edgefleet_heartbeats!.matched).toBe(before);
       expect(tap.seen.some((m) => m.body.seq === 42)).toBe(false);
+    } finally {
+      tap.off();
+    }
+  });
+});
+
+describe('rule SQL in the local cloud', () => {
+  test('principal() and clientid() identify the publisher; get_thing_shadow() reads the local shadow', async () => {
+    tc.cloud.shadows.update(
+      'gw-1',
+      'config',
+      Buffer.from(JSON.stringify({ state: { desired: { rate: 5 } } })),
+    );
+    startEngine(
+      [
+        {
+          name: 'test_principal_shadow',
+          sql: "SELECT clientid() AS c, principal() AS p, get_thing_shadow(topic(2), 'config', 'arn:aws:iam::123456789012:role/r').state.desired.rate AS rate FROM 'things/+/who'",
+          actions: [{ type: 'republish', topic: 'fleet/who', qos: 0 }],
+        },
+      ],
+      { services: shadowSqlServices(tc.cloud.shadows) },
+    );
+    const tap = brokerTap(tc.cloud, 'fleet/who');
+    try {
+      await device.publishAsync('things/gw-1/who', '{}', { qos: 1 });
+      const m = await tap.next(() => true);
+      expect(m.body).toEqual({ c: 'gw-1', p: expect.stringMatching(/^[0-9a-f]{64}$/), rate: 5 });
     } finally {
       tap.off();
     }

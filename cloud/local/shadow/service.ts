@@ -7,6 +7,8 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseShadowTopic, shadowTopics } from '../../../protocol/topics.js';
+import type { SqlServices } from '../../rules/sql/context.js';
+import { fromJs } from '../../rules/sql/values.js';
 import { readJsonFile, writeJsonFile } from '../store.js';
 import {
   applyUpdate,
@@ -141,4 +143,14 @@ export class ShadowService {
 
 function shadowDisplayName(thing: string, name: string | undefined): string {
   return name ?? thing;
+}
+
+/** SQL services backed by the local shadows: what `get_thing_shadow()` reads in rule SQL. */
+export function shadowSqlServices(shadows: ShadowService): SqlServices {
+  return {
+    getThingShadow(thingName, shadowName) {
+      const r = shadows.get(thingName, shadowName, new Uint8Array());
+      return r.ok ? fromJs(r.document) : undefined;
+    },
+  };
 }
