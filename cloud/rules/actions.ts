@@ -9,6 +9,7 @@
  * the CDK app maps each name to the resource it grants access to, which a per-message name would defeat.
  */
 import { z } from 'zod';
+import { scanTemplate } from './sql/index.js';
 
 /** "Firehose" rule action: the separators AWS IoT accepts (FirehoseAction pattern `([\n\t])|(\r\n)|(,)`). */
 export const FIREHOSE_SEPARATORS = ['\n', '\r\n', ',', '\t'] as const;
@@ -80,29 +81,9 @@ export function literalPrefix(template: string): string {
  * the way the template parser skips them.
  */
 export function substitutionPattern(template: string): string {
-  let out = '';
-  let i = 0;
-  while (i < template.length) {
-    const at = template.indexOf('${', i);
-    if (at < 0) {
-      out += template.slice(i);
-      break;
-    }
-    out += `${template.slice(i, at)}*`;
-    let depth = 1;
-    let j = at + 2;
-    let quote: string | undefined;
-    for (; j < template.length && depth > 0; j++) {
-      const c = template[j]!;
-      if (quote) {
-        if (c === '\\') j++;
-        else if (c === quote) quote = undefined;
-      } else if (c === "'" || c === '"') quote = c;
-      else if (c === '{') depth++;
-      else if (c === '}') depth--;
-    }
-    i = j;
-  }
+  const out = scanTemplate(template)
+    .map((p) => (p.kind === 'text' ? p.text : '*'))
+    .join('');
   // Adjacent substitutions make one wildcard.
   return out.replace(/\*{2,}/g, '*');
 }

@@ -202,6 +202,45 @@ export function serializeOutput(output: SqlValue): Buffer {
   return Buffer.from(toJsonText(output) ?? '');
 }
 
+export type TemplatePart = { kind: 'text'; text: string } | { kind: 'expr'; src: string; at: number };
+
+/**
+ * Splits a substitution template into literal text and `${expression}` sources (with the offset of
+ * `${`). The closing brace is found skipping quoted strings and nested braces (object literals).
+ */
+export function scanTemplate(template: string): TemplatePart[] {
+  const parts: TemplatePart[] = [];
+  let i = 0;
+  let text = '';
+  while (i < template.length) {
+    const at = template.indexOf('${', i);
+    if (at < 0) {
+      text += template.slice(i);
+      break;
+    }
+    text += template.slice(i, at);
+    let depth = 1;
+    let j = at + 2;
+    let quote: string | undefined;
+    for (; j < template.length && depth > 0; j++) {
+      const c = template[j]!;
+      if (quote) {
+        if (c === '\\') j++;
+        else if (c === quote) quote = undefined;
+      } else if (c === "'" || c === '"') quote = c;
+      else if (c === '{') depth++;
+      else if (c === '}') depth--;
+    }
+    if (depth > 0) throw parseError(template, at, 'unterminated ${ in substitution template');
+    if (text) parts.push({ kind: 'text', text });
+    text = '';
+    parts.push({ kind: 'expr', src: template.slice(at + 2, j - 1), at });
+    i = j;
+  }
+  if (text) parts.push({ kind: 'text', text });
+  return parts;
+}
+
 export interface CompiledTemplate {
   readonly template: string;
   render(message: MessageContext, env: EvalEnv, variables?: ReadonlyMap<string, SqlValue>): string;
@@ -217,32 +256,12 @@ export function compileTemplate(
   functions: ReadonlyMap<string, FunctionSpec> = FUNCTIONS,
 ): CompiledTemplate {
   const parts: (string | { expr: Expr; src: string })[] = [];
-  let i = 0;
-  let text = '';
-  while (i < template.length) {
-    const at = template.indexOf('${', i);
-    if (at < 0) {
-      text += template.slice(i);
-      break;
+  for (const part of scanTemplate(template)) {
+    if (part.kind === 'text') {
+      parts.push(part.text);
+      continue;
     }
-    text += template.slice(i, at);
-    // Find the matching brace, skipping quoted strings and nested braces (object literals).
-    let depth = 1;
-    let j = at + 2;
-    let quote: string | undefined;
-    for (; j < template.length && depth > 0; j++) {
-      const c = template[j]!;
-      if (quote) {
-        if (c === '\\') j++;
-        else if (c === quote) quote = undefined;
-      } else if (c === "'" || c === '"') quote = c;
-      else if (c === '{') depth++;
-      else if (c === '}') depth--;
-    }
-    if (depth > 0) throw parseError(template, at, 'unterminated ${ in substitution template');
-    const src = template.slice(at + 2, j - 1);
-    if (text) parts.push(text);
-    text = '';
+    const { src, at } = part;
     let expr: Expr;
     try {
       expr = parseExpression(src, sqlVersion);
@@ -260,9 +279,7 @@ export function compileTemplate(
       }
     });
     parts.push({ expr, src });
-    i = j;
   }
-  if (text) parts.push(text);
   return {
     template,
     render(message, env, variables = new Map()) {
@@ -272,6 +289,7 @@ export function compileTemplate(
         vars: variables,
         ctx,
         functions,
+        rawPayload: message.payload,
       };
       return parts
         .map((p) => {
