@@ -337,7 +337,7 @@ export class RulesEngine {
       const ev = rule.statement.evaluate(message, env);
       if (!ev.matched) return;
       output = ev.output;
-      variables = (ev as { variables?: ReadonlyMap<string, SqlValue> }).variables;
+      variables = ev.variables;
     } catch (err) {
       rule.stats.evaluationErrors += 1;
       log.warn({ err: errorText(err) }, 'rule evaluation failed');
