@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { LOCAL_DATA_BUCKET } from '../rules/resources.js';
 import { LocalConfigError } from './errors.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -18,6 +19,10 @@ export const LocalCloudOptionsSchema = z.object({
     .string()
     .regex(/^\d{12}$/, 'must be 12 digits')
     .default('000000000000'),
+  /** S3 buckets that exist from the start (created if missing). */
+  buckets: z
+    .array(z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name'))
+    .default([LOCAL_DATA_BUCKET]),
 });
 
 export type LocalCloudOptionsInput = z.input<typeof LocalCloudOptionsSchema>;
