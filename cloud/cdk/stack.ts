@@ -11,6 +11,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import { RULES } from '../rules/definitions.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
+import { ProjectFunctions } from './functions.js';
 import { TopicRules } from './rules.js';
 
 /** Construct id of the one stack of the app (also its CloudFormation stack name). */
@@ -35,11 +36,13 @@ export class EdgefleetStack extends Stack {
   readonly devicePolicy: iot.CfnPolicy;
   /** The project's IoT rules (cloud/rules), with their roles and permissions. */
   readonly topicRules: TopicRules;
+  /** The project's Lambda functions and the gateways' upload role. */
+  readonly functions: ProjectFunctions;
 
   constructor(scope: Construct, id: string, props: EdgefleetStackProps = {}) {
     const { devicePolicyName = DEVICE_POLICY_NAME, ...stackProps } = props;
     super(scope, id, {
-      description: 'edgefleet: data lake and IoT device policy for Greengrass gateways',
+      description: 'edgefleet: data lake, IoT policy, rules and functions for Greengrass gateways',
       ...stackProps,
     });
 
@@ -88,7 +91,15 @@ export class EdgefleetStack extends Stack {
       policyDocument: devicePolicyDocument(Aws.REGION, Aws.ACCOUNT_ID),
     });
 
-    this.topicRules = new TopicRules(this, 'TopicRules', { rules: RULES });
+    this.functions = new ProjectFunctions(this, 'Functions', {
+      dataBucket: this.dataLakeBucket,
+      dataKey: this.dataLakeKey,
+    });
+
+    this.topicRules = new TopicRules(this, 'TopicRules', {
+      rules: RULES,
+      functions: this.functions.functions,
+    });
 
     new CfnOutput(this, 'DataLakeBucketName', {
       description: 'Name of the S3 data lake bucket',

@@ -5,6 +5,9 @@
  * Handlers have the Node.js runtime's async signature: `(event, context) => Promise<result>`.
  */
 
+import { credentialVending } from './credential-vending/handler.js';
+import type { FunctionDefinition } from './runtime.js';
+
 /** The subset of the Node.js Lambda runtime's context object that handlers may rely on. */
 export interface LambdaContext {
   functionName: string;
@@ -23,11 +26,11 @@ export type Handler = (event: unknown, context: LambdaContext) => Promise<unknow
 /** Lambda function names (the Lambda API's pattern for a plain name, 1 to 64 characters). */
 export const FUNCTION_NAME_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
 
-/**
- * The project's handlers. Empty for now: later work adds the credential vending, acknowledgement,
- * JITR activation, frame analysis and alert handlers here.
- */
-export const FUNCTION_HANDLERS: Readonly<Record<string, Handler>> = Object.freeze({});
+/** The project's functions. Each is deployed by the CDK app and run in-process by the local cloud. */
+export const FUNCTIONS: readonly FunctionDefinition[] = Object.freeze([credentialVending]);
+
+/** Names of the project's functions (what lambda rule actions may name). */
+export const FUNCTION_NAMES: readonly string[] = FUNCTIONS.map((f) => f.name);
 
 export class HandlerRegistryError extends Error {
   constructor(message: string) {
@@ -40,7 +43,7 @@ export class HandlerRegistryError extends Error {
 export class HandlerRegistry {
   private readonly handlers = new Map<string, Handler>();
 
-  constructor(initial: Readonly<Record<string, Handler>> = FUNCTION_HANDLERS) {
+  constructor(initial: Readonly<Record<string, Handler>> = {}) {
     for (const [name, handler] of Object.entries(initial)) this.registerHandler(name, handler);
   }
 
@@ -71,7 +74,7 @@ export class HandlerRegistry {
   }
 }
 
-/** A registry holding the project's handlers; tests register their own handlers on it. */
+/** A registry holding the given handlers; tests register their own handlers on it. */
 export function createHandlerRegistry(extra: Readonly<Record<string, Handler>> = {}): HandlerRegistry {
   const registry = new HandlerRegistry();
   for (const [name, handler] of Object.entries(extra)) registry.registerHandler(name, handler);

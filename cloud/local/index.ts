@@ -5,9 +5,15 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { createHandlerRegistry } from '../functions/index.js';
+import { FUNCTIONS, type HandlerRegistry } from '../functions/index.js';
 import { RULES } from '../rules/definitions.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
+import {
+  LOCAL_DATA_BUCKET,
+  UPLOAD_ROLE_NAME,
+  uploadRolePolicy,
+  VENDING_ROLE_NAME,
+} from '../rules/resources.js';
 import { IotBroker, MAX_PAYLOAD_BYTES } from './broker.js';
 import { type LocalCloudOptions, type LocalCloudOptionsInput, parseLocalCloudOptions } from './config.js';
 import { CredentialStore } from './credentials.js';
@@ -15,12 +21,16 @@ import { LocalCloudError } from './errors.js';
 import { iotControlRoute } from './http/iot.js';
 import { iotDataRoute } from './http/iotdata.js';
 import { HttpEndpoint } from './http/server.js';
+import { Iam } from './iam.js';
+import { localFunctionRegistry } from './lambda-runtime.js';
 import { type LocalPki, loadOrCreatePki } from './pki.js';
 import { checkIotTopicLimits, isValidTopicName } from './policy.js';
 import { Registry } from './registry.js';
 import { RulesEngine } from './rules-engine.js';
+import { s3Route } from './s3/route.js';
 import { ShadowService, shadowSqlServices } from './shadow/service.js';
 import { readJsonFile, removeFile, writeJsonFile } from './store.js';
+import { stsRoute } from './sts.js';
 
 export interface LocalCloudEndpoints {
   host: string;
@@ -62,6 +72,53 @@ export function seedRegistry(registry: Registry, pki: LocalPki, opts: LocalCloud
   registry.putPolicy(DEVICE_POLICY_NAME, devicePolicyDocument(opts.region, opts.accountId));
 }
 
+/**
+ * Ensures the project's IAM roles exist: the credential vending function's execution role (trusted by
+ * Lambda; it may assume the upload role and publish the credentials responses) and the upload role
+ * (trusted by the vending role; objects under raw/ and frames/ of the data bucket, `opts.buckets[0]`).
+ */
+export function seedIam(iam: Iam, opts: LocalCloudOptions): void {
+  const vending = iam.putRole({
+    roleName: VENDING_ROLE_NAME,
+    description: 'Execution role of the credential vending function',
+    trustPolicy: {
+      Version: '2012-10-17',
+      Statement: [
+        { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+      ],
+    },
+    policies: {
+      vending: {
+        Version: '2012-10-17',
+        Statement: [
+          { Effect: 'Allow', Action: 'sts:AssumeRole', Resource: iam.roleArn(UPLOAD_ROLE_NAME) },
+          {
+            Effect: 'Allow',
+            Action: 'iot:Publish',
+            Resource: `arn:aws:iot:${opts.region}:${opts.accountId}:topic/things/*/credentials/response`,
+          },
+        ],
+      },
+    },
+  });
+  const bucket = opts.buckets[0];
+  // S3 resource ARNs carry the region's partition (as the local S3 endpoint builds them).
+  const s3Partition = opts.region.startsWith('cn-')
+    ? 'aws-cn'
+    : opts.region.startsWith('us-gov-')
+      ? 'aws-us-gov'
+      : 'aws';
+  iam.putRole({
+    roleName: UPLOAD_ROLE_NAME,
+    description: 'Gateway uploads: sessions are narrowed to one thing by the session policy',
+    trustPolicy: {
+      Version: '2012-10-17',
+      Statement: [{ Effect: 'Allow', Principal: { AWS: vending.arn }, Action: 'sts:AssumeRole' }],
+    },
+    policies: bucket === undefined ? {} : { uploads: uploadRolePolicy(bucket, s3Partition) },
+  });
+}
+
 export class LocalCloud {
   private constructor(
     readonly options: LocalCloudOptions,
@@ -74,6 +131,10 @@ export class LocalCloud {
     readonly endpoints: LocalCloudEndpoints,
     readonly logger: Logger,
     readonly rules: RulesEngine,
+    /** IAM roles, role sessions and the authorizer of the HTTP services. */
+    readonly iam: Iam,
+    /** The project's Lambda functions as the rules engine invokes them. */
+    readonly functions: HandlerRegistry,
   ) {}
 
   static async start(
@@ -92,6 +153,14 @@ export class LocalCloud {
     const registry = new Registry(opts.dataDir, { region: opts.region, accountId: opts.accountId });
     seedRegistry(registry, pki, opts);
     const credentials = new CredentialStore(opts.dataDir, opts.accountId);
+    const iam = new Iam({
+      dataDir: opts.dataDir,
+      region: opts.region,
+      accountId: opts.accountId,
+      credentials,
+      logger: logger.child({ component: 'iam' }),
+    });
+    seedIam(iam, opts);
     const broker = await IotBroker.create({
       registry,
       region: opts.region,
@@ -120,10 +189,25 @@ export class LocalCloud {
     // The project's IoT rules, subscribed before any client can connect. Their AWS SDK clients are
     // created on first use, when the HTTP endpoint (port 0 = free port) is known.
     let sdk: (() => ReturnType<LocalCloud['sdkConfig']>) | undefined;
+    // The project's Lambda functions, run in-process with their execution roles' sessions.
+    const functions = localFunctionRegistry({
+      functions: FUNCTIONS,
+      region: opts.region,
+      endpoint: () => {
+        if (!sdk) throw new LocalCloudError('the local cloud HTTP endpoint is not listening yet');
+        return sdk().endpoint;
+      },
+      roleSession: (roleName, sessionName) => iam.issueRoleSession(roleName, sessionName),
+      environment: () => ({
+        UPLOAD_ROLE_ARN: iam.roleArn(UPLOAD_ROLE_NAME),
+        DATA_BUCKET: opts.buckets[0] ?? LOCAL_DATA_BUCKET,
+      }),
+      logger: logger.child({ component: 'lambda' }),
+    });
     const rules = RulesEngine.start({
       broker,
       rules: RULES,
-      handlers: createHandlerRegistry(),
+      handlers: functions,
       aws: () => {
         if (!sdk) throw new LocalCloudError('the local cloud HTTP endpoint is not listening yet');
         return sdk();
@@ -136,7 +220,11 @@ export class LocalCloud {
     const http = new HttpEndpoint({
       credentials,
       logger: logger.child({ component: 'http' }),
-      health: () => ({ status: 'running', services: ['iot-core', 'iot', 'iotdata'], region: opts.region }),
+      health: () => ({
+        status: 'running',
+        services: ['iot-core', 'iot', 'iotdata', 'sts', 's3'],
+        region: opts.region,
+      }),
     });
     http.register(
       iotControlRoute({
@@ -157,7 +245,15 @@ export class LocalCloud {
           return limit.ok ? undefined : limit.message;
         },
         maxPayloadBytes: MAX_PAYLOAD_BYTES,
+        authorizer: iam,
+        region: opts.region,
+        accountId: opts.accountId,
       }),
+    );
+    http.register(stsRoute({ iam, region: opts.region, logger: logger.child({ component: 'sts' }) }));
+    // S3 (path-style; see cloud/local/s3/route.ts): objects are plain files under {dataDir}/s3.
+    http.register(
+      s3Route({ dataDir: opts.dataDir, buckets: opts.buckets, authorizer: iam, region: opts.region }),
     );
     let mqttPort: number;
     let httpPort: number;
@@ -199,6 +295,8 @@ export class LocalCloud {
       endpoints,
       logger,
       rules,
+      iam,
+      functions,
     );
     sdk = () => cloud.sdkConfig();
     logger.info({ endpoints }, 'local cloud started');

@@ -8,6 +8,10 @@
  * - MQTT topic helpers: validation of topic names and filters (MQTT 3.1.1), MQTT filter matching,
  *   and IoT Core's topic quotas.
  *
+ * The local IAM (`iam.ts`) evaluates role policies, session policies and the Action/Condition part
+ * of role trust policies with the same engine, against an {@link IamRequestContext} (no MQTT
+ * connection: only region, account, time and the request's condition keys).
+ *
  * Documented behaviour this follows (AWS IoT Core Developer Guide unless noted):
  * - "AWS IoT Core policies": policies follow IAM conventions and IAM's evaluation logic; everything
  *   is implicitly denied, an explicit allow grants, an explicit deny in any policy wins.
@@ -100,6 +104,22 @@ export interface PolicyContext {
   /** Any other condition key (matched case-insensitively), single- or multi-valued. */
   extraKeys?: Readonly<Record<string, string | readonly string[]>>;
 }
+
+/**
+ * What an IAM policy (a role's identity-based policy or a session policy) is evaluated against: a
+ * request that comes from signed credentials rather than an MQTT connection, so only region, account,
+ * time, source address and the request's condition keys (`extraKeys`, e.g. `s3:prefix`) exist.
+ */
+export interface IamRequestContext {
+  region: string;
+  accountId: string;
+  now?: Date;
+  sourceIp?: string;
+  extraKeys?: Readonly<Record<string, string | readonly string[]>>;
+}
+
+/** Either context: an IoT connection's (`PolicyContext`) or an IAM request's (`IamRequestContext`). */
+export type EvaluationContext = IamRequestContext & Partial<PolicyContext>;
 
 /** Errors of the policy engine. */
 export class PolicyError extends LocalCloudError {}
@@ -532,7 +552,7 @@ const CERT_MAX_CHARS = 1024;
 const single = (value: string | undefined): KeyValues | undefined =>
   value === undefined ? undefined : { values: [value], fromCertificate: false };
 
-function lookupKey(name: string, ctx: PolicyContext): KeyValues | undefined {
+function lookupKey(name: string, ctx: EvaluationContext): KeyValues | undefined {
   const key = name.toLowerCase();
   switch (key) {
     case 'iot:clientid':
@@ -548,7 +568,7 @@ function lookupKey(name: string, ctx: PolicyContext): KeyValues | undefined {
     case 'iot:connection.thing.thingtypename':
       return single(ctx.thingName === undefined ? undefined : ctx.thingTypeName);
     case 'iot:connection.thing.isattached':
-      return single(String(ctx.isAttached));
+      return single(ctx.isAttached === undefined ? undefined : String(ctx.isAttached));
     case 'iot:connectattributes':
       return ctx.connectAttributes === undefined
         ? undefined
@@ -619,7 +639,7 @@ function certValues(
 }
 
 /** The value a `${variable}` is replaced by, or undefined when it cannot be resolved. */
-function substitution(name: string, ctx: PolicyContext): string | undefined {
+function substitution(name: string, ctx: EvaluationContext): string | undefined {
   const found = lookupKey(name, ctx);
   if (found === undefined || found.values.length !== 1) return undefined;
   const value = found.values[0]!;
@@ -632,7 +652,7 @@ function substitution(name: string, ctx: PolicyContext): string | undefined {
  * `?` never act as wildcards (a client id of `*` must not widen access). Undefined when a variable
  * cannot be resolved.
  */
-function resolvePattern(pattern: CompiledPattern, ctx: PolicyContext): readonly Unit[] | undefined {
+function resolvePattern(pattern: CompiledPattern, ctx: EvaluationContext): readonly Unit[] | undefined {
   const first = pattern.parts[0];
   if (!pattern.hasVariables && pattern.parts.length === 1 && first !== undefined && 'lit' in first)
     return first.lit;
@@ -750,7 +770,7 @@ function compareOne(cond: CompiledCondition, requestValue: string, policyValue: 
   }
 }
 
-function conditionHolds(cond: CompiledCondition, ctx: PolicyContext): boolean {
+function conditionHolds(cond: CompiledCondition, ctx: EvaluationContext): boolean {
   const found = lookupKey(cond.key, ctx);
   if (cond.family === 'null') {
     const absent = found === undefined;
@@ -794,7 +814,11 @@ function actionApplies(st: CompiledStatement, action: readonly string[]): boolea
   return st.notAction ? !hit : hit;
 }
 
-function resourceApplies(st: CompiledStatement, resource: readonly string[], ctx: PolicyContext): boolean {
+function resourceApplies(
+  st: CompiledStatement,
+  resource: readonly string[],
+  ctx: EvaluationContext,
+): boolean {
   if (!st.notResource) {
     // A resource whose variable cannot be resolved matches nothing ("Thing policy examples").
     return st.resources.some((p) => {
@@ -814,7 +838,7 @@ function statementApplies(
   st: CompiledStatement,
   action: readonly string[],
   resource: readonly string[],
-  ctx: PolicyContext,
+  ctx: EvaluationContext,
 ): boolean {
   return (
     actionApplies(st, action) &&
@@ -832,7 +856,7 @@ export function evaluateDetailed(
   policies: readonly ParsedPolicy[],
   action: IotAction,
   resourceArn: string,
-  ctx: PolicyContext,
+  ctx: EvaluationContext,
 ): DetailedDecision {
   const actionChars = Array.from(action.toLowerCase());
   const resourceChars = Array.from(resourceArn);
@@ -859,7 +883,7 @@ export function evaluate(
   policies: readonly ParsedPolicy[],
   action: IotAction,
   resourceArn: string,
-  ctx: PolicyContext,
+  ctx: EvaluationContext,
 ): Decision {
   return evaluateDetailed(policies, action, resourceArn, ctx).decision;
 }

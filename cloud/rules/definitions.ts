@@ -7,8 +7,11 @@
  * (TopicRule / TopicRulePayload): rule names match `^[a-zA-Z0-9_]+$` with 1 to 128 characters, and a
  * rule has at most 10 actions.
  */
+
 import { z } from 'zod';
+import { CREDENTIALS_REQUEST_FILTER } from '../../protocol/credentials.js';
 import { ActionSchema } from './actions.js';
+import { VENDING_FUNCTION_NAME } from './resources.js';
 
 export const SQL_VERSIONS = ['2015-10-08', '2016-03-23', 'beta'] as const;
 /**
@@ -134,6 +137,15 @@ export const RULES: readonly RuleDefinition[] = Object.freeze(
       sql: "SELECT topic(2) AS thing, timestamp() AS receivedAt, * FROM 'dt/+/heartbeat'",
       sqlVersion: '2016-03-23',
       actions: [{ type: 'republish', topic: FLEET_HEARTBEATS_TOPIC, qos: 0 }],
+      errorAction: { type: 'republish', topic: FLEET_ERRORS_TOPIC, qos: 0 },
+    },
+    {
+      name: 'edgefleet_credentials',
+      description:
+        'Temporary credentials for gateways: the vending function answers on the thing response topic',
+      sql: `SELECT *, clientid() AS clientId, topic(2) AS thingName FROM '${CREDENTIALS_REQUEST_FILTER}'`,
+      sqlVersion: '2016-03-23',
+      actions: [{ type: 'lambda', functionName: VENDING_FUNCTION_NAME }],
       errorAction: { type: 'republish', topic: FLEET_ERRORS_TOPIC, qos: 0 },
     },
   ] satisfies RuleDefinitionInput[]),

@@ -35,7 +35,12 @@ const cdkJson = CdkJson.parse(JSON.parse(readFileSync(repoFile('cdk.json'), 'utf
  * Acknowledged (suppressed) cdk-nag findings, pinned here so that adding one is a reviewed change:
  * `${construct path} ${rule id}`. There are none: every finding so far was fixed instead.
  */
-const EXPECTED_ACKNOWLEDGEMENTS: string[] = [];
+const EXPECTED_ACKNOWLEDGEMENTS: string[] = [
+  'Edgefleet/Functions/CredentialVendingPolicy AwsSolutions-IAM5[Resource::<FunctionsCredentialVendingLogs41FC0B9A.Arn>:*]',
+  'Edgefleet/Functions/CredentialVendingPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/things/*/credentials/response]',
+  'Edgefleet/Functions/UploadRole AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/frames/*]',
+  'Edgefleet/Functions/UploadRole AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/raw/*]',
+];
 
 /** Reasons that say nothing about why a finding does not apply. */
 const BOILERPLATE_REASON =

@@ -3,7 +3,7 @@
  * The project's rule definitions: every rule's SQL and substitution templates compile with the AWS IoT
  * SQL engine, and zod rejects bad definitions with a message that names the field.
  */
-import { FUNCTION_HANDLERS } from '../../cloud/functions/index.js';
+import { FUNCTION_NAMES } from '../../cloud/functions/index.js';
 import {
   actionTemplates,
   FIREHOSE_SEPARATORS,
@@ -50,7 +50,7 @@ describe('RULES', () => {
 
   test('lambda actions name handlers that exist in cloud/functions', () => {
     expect(() =>
-      parseRuleDefinitions(RULES, { functionNames: Object.keys(FUNCTION_HANDLERS) }),
+      parseRuleDefinitions(RULES, { functionNames: FUNCTION_NAMES }),
     ).not.toThrow();
   });
 

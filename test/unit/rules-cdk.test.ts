@@ -125,8 +125,10 @@ describe('the project stack', () => {
       expect(payload.Description).toBe(rule.description);
       const actions = payload.Actions as unknown[];
       expect(actions).toHaveLength(rule.actions.length);
+      // A lambda action points at the project's function of that name.
+      const fn = (fnName: string) => stack.resolve(stack.functions.functions[fnName]?.functionArn);
       rule.actions.forEach((a, i) => {
-        expect(withoutRole(actions[i])).toEqual([pascal(a.type), expectedParameters(a)]);
+        expect(withoutRole(actions[i])).toEqual([pascal(a.type), expectedParameters(a, { fn })]);
       });
       if (rule.errorAction) {
         expect(withoutRole(payload.ErrorAction)).toEqual([

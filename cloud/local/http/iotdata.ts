@@ -1,7 +1,15 @@
 /**
  * The IoT data-plane API (`@aws-sdk/client-iot-data-plane`, restJson1, signing name `iotdata`):
  * GetThingShadow, UpdateThingShadow, DeleteThingShadow, ListNamedShadowsForThing and Publish.
+ *
+ * Every request is authorized as IAM authorizes the data plane ("Actions, resources, and condition keys
+ * for AWS IoT"): `iot:Publish` (and `iot:RetainPublish` for a retained message) on the topic ARN,
+ * `iot:GetThingShadow` / `iot:UpdateThingShadow` / `iot:DeleteThingShadow` on the thing ARN (with the
+ * shadow name for a named shadow), `iot:ListNamedShadowsForThing` on the thing ARN. A denied request
+ * is answered 403 ForbiddenException, as the data plane does.
  */
+import type { Authorizer } from '../authz.js';
+import { thingArn, topicArn } from '../policy.js';
 import type { ShadowErrorDoc } from '../shadow/engine.js';
 import type { ShadowResult, ShadowService } from '../shadow/service.js';
 import { ServiceError, type ServiceRequest, type ServiceResponse, type ServiceRoute } from './server.js';
@@ -26,6 +34,21 @@ export interface IotDataDeps {
   publish: (topic: string, payload: Buffer, qos: 0 | 1, retain: boolean) => Promise<void>;
   validateTopic: (topic: string) => string | undefined;
   maxPayloadBytes: number;
+  /** Decides each request for its caller; the account's root is always allowed. */
+  authorizer: Authorizer;
+  region: string;
+  accountId: string;
+}
+
+function authorize(deps: IotDataDeps, req: ServiceRequest, action: string, resource: string): void {
+  const decision = deps.authorizer.authorize(req.caller, { action, resource });
+  if (!decision.allowed) {
+    throw new ServiceError(
+      403,
+      'ForbiddenException',
+      `User: ${req.caller.principalArn} is not authorized to perform: ${action} on resource: ${resource} (${decision.reason})`,
+    );
+  }
 }
 
 function shadowResponse(r: ShadowResult): ServiceResponse {
@@ -65,12 +88,16 @@ export function iotDataRoute(deps: IotDataDeps): ServiceRoute {
       if (shadow) {
         const thing = label(shadow[1]!);
         const name = single(req.query, 'name');
+        const resource = thingArn(deps, thing, name);
         switch (req.method) {
           case 'GET':
+            authorize(deps, req, 'iot:GetThingShadow', resource);
             return shadowResponse(deps.shadows.get(thing, name, new Uint8Array()));
           case 'POST':
+            authorize(deps, req, 'iot:UpdateThingShadow', resource);
             return shadowResponse(deps.shadows.update(thing, name, req.body));
           case 'DELETE':
+            authorize(deps, req, 'iot:DeleteThingShadow', resource);
             return shadowResponse(deps.shadows.delete(thing, name, new Uint8Array()));
           default:
             throw new ServiceError(
@@ -81,9 +108,19 @@ export function iotDataRoute(deps: IotDataDeps): ServiceRoute {
         }
       }
       const list = /^\/api\/things\/shadow\/ListNamedShadowsForThing\/([^/]+)$/.exec(req.rawPath);
-      if (list && req.method === 'GET') return listNamed(deps, label(list[1]!), req);
+      if (list && req.method === 'GET') {
+        const thing = label(list[1]!);
+        authorize(deps, req, 'iot:ListNamedShadowsForThing', thingArn(deps, thing));
+        return listNamed(deps, thing, req);
+      }
       const topic = /^\/topics\/(.+)$/.exec(req.rawPath);
-      if (topic && req.method === 'POST') return publish(deps, label(topic[1]!), req);
+      if (topic && req.method === 'POST') {
+        const name = label(topic[1]!);
+        authorize(deps, req, 'iot:Publish', topicArn(deps, name));
+        if (single(req.query, 'retain') === 'true')
+          authorize(deps, req, 'iot:RetainPublish', topicArn(deps, name));
+        return publish(deps, name, req);
+      }
       throw new ServiceError(
         404,
         'ResourceNotFoundException',

@@ -5,10 +5,29 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { CredentialRecord, CredentialStore } from '../credentials.js';
 import { LocalCloudError } from '../errors.js';
-import { expectedSignature, parseAmzDate, parseAuthorization, parseQuery, signaturesEqual } from './sigv4.js';
+import {
+  canonicalRequest,
+  canonicalUriCandidates,
+  deriveSigningKey,
+  expectedSignature,
+  hmacHex,
+  MAX_PRESIGNED_EXPIRES,
+  type ParsedAuthorization,
+  type ParsedQueryAuthorization,
+  parseAmzDate,
+  parseAuthorization,
+  parseQuery,
+  parseQueryAuthorization,
+  type SigV4Scope,
+  sha256Hex,
+  signaturesEqual,
+  stringToSign,
+  UNSIGNED_PAYLOAD,
+} from './sigv4.js';
 
 export type WireProtocol = 'restJson' | 'json' | 'query' | 'restXml';
 
@@ -18,16 +37,39 @@ export interface ServiceRequest {
   rawPath: string;
   query: Record<string, string | string[]>;
   headers: IncomingMessage['headers'];
+  /** The buffered body; empty for routes with `streamingBody` (read `stream` instead). */
   body: Buffer;
+  /** For routes with `streamingBody`: the request body, not read yet. */
+  stream?: IncomingMessage;
   caller: CredentialRecord;
   region: string;
   requestId: string;
+  /** How the request was signed, for routes that check the body against the signature themselves. */
+  auth: RequestAuth;
+}
+
+export interface RequestAuth {
+  /** `header`: Authorization header; `query`: presigned URL. */
+  mode: 'header' | 'query';
+  scope: SigV4Scope;
+  /** The signing time as sent (ISO 8601 basic). */
+  amzDate: string;
+  /** The request's signature (the seed signature of a signed aws-chunked body). */
+  signature: string;
+  /** The SigV4 signing key of the scope, for chunk and trailer signatures. */
+  signingKey: Buffer;
+  /**
+   * The payload hash the signature covers: a hex SHA-256, `UNSIGNED-PAYLOAD` or a `STREAMING-...` value.
+   * For `streamingBody` routes the body has not been checked against it.
+   */
+  payloadHash: string;
 }
 
 export interface ServiceResponse {
   status: number;
   headers?: Record<string, string>;
-  body?: string | Buffer;
+  /** A stream is piped to the client (and destroyed if the client goes away). */
+  body?: string | Buffer | Readable;
 }
 
 export interface ServiceRoute {
@@ -36,6 +78,17 @@ export interface ServiceRoute {
   protocol: WireProtocol;
   /** False for S3, whose paths are signed without double escaping. */
   uriEscapePath: boolean;
+  /**
+   * When true the body is not buffered: the route reads `stream` itself, and the signature is checked
+   * against the payload hash the client declared (`x-amz-content-sha256`, which must be sent; for
+   * presigned URLs `UNSIGNED-PAYLOAD`). The route must then verify the body against that hash.
+   */
+  streamingBody?: boolean;
+  /**
+   * Answers an error (including an {@link AuthError}) in the service's own terms; without it errors are
+   * answered by {@link formatError} in the route's protocol.
+   */
+  errorResponse?(err: ServiceError, req: { method: string; requestId: string }): ServiceResponse;
   handle(req: ServiceRequest): Promise<ServiceResponse>;
 }
 
@@ -48,6 +101,37 @@ export class ServiceError extends LocalCloudError {
     readonly extra: Record<string, unknown> = {},
   ) {
     super(message);
+  }
+}
+
+/** Why a request's authentication failed; routes with `errorResponse` answer each in their own codes. */
+export type AuthFailure =
+  | 'missing'
+  | 'malformed'
+  | 'missingDate'
+  | 'missingContentSha256'
+  | 'unknownAccessKey'
+  | 'invalidToken'
+  | 'expiredToken'
+  | 'signatureMismatch'
+  | 'requestTimeTooSkewed'
+  | 'presignedExpired'
+  | 'presignedNotYetValid';
+
+/**
+ * An authentication failure. `status`/`code`/`message` are the generic answer (as the JSON services give
+ * it); `details` carries what a service such as S3 puts into its error document.
+ */
+export class AuthError extends ServiceError {
+  constructor(
+    readonly failure: AuthFailure,
+    readonly mode: 'header' | 'query',
+    status: number,
+    code: string,
+    message: string,
+    readonly details: Record<string, string> = {},
+  ) {
+    super(status, code, message);
   }
 }
 
@@ -130,7 +214,17 @@ export class HttpEndpoint {
   private send(res: ServerResponse, r: ServiceResponse, requestId: string): void {
     const headers: Record<string, string> = { 'x-amzn-requestid': requestId, ...(r.headers ?? {}) };
     res.writeHead(r.status, headers);
-    res.end(r.body);
+    const body = r.body;
+    if (body instanceof Readable) {
+      body.on('error', (err) => {
+        this.opts.logger.error({ err }, 'response stream failed');
+        res.destroy(err);
+      });
+      res.on('close', () => body.destroy());
+      body.pipe(res);
+      return;
+    }
+    res.end(body);
   }
 
   private async readBody(req: IncomingMessage): Promise<Buffer> {
@@ -143,6 +237,22 @@ export class HttpEndpoint {
       chunks.push(chunk as Buffer);
     }
     return Buffer.concat(chunks);
+  }
+
+  private answerError(
+    res: ServerResponse,
+    req: IncomingMessage,
+    route: ServiceRoute | undefined,
+    protocol: WireProtocol,
+    err: ServiceError,
+    requestId: string,
+  ): void {
+    // A body the route did not read is discarded, so the client gets the answer on a reusable connection.
+    if (!req.readableEnded) req.resume();
+    const response = route?.errorResponse
+      ? route.errorResponse(err, { method: req.method ?? 'GET', requestId })
+      : formatError(protocol, err, requestId);
+    this.send(res, response, requestId);
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -162,110 +272,243 @@ export class HttpEndpoint {
         requestId,
       );
     }
-    const auth = parseAuthorization(req.headers.authorization);
     // Until a service is known, errors are answered in the most common JSON form.
     let protocol: WireProtocol = 'restJson';
+    let route: ServiceRoute | undefined;
     try {
-      if (!auth) {
+      const query = parseQuery(rawQuery);
+      const headerAuth = parseAuthorization(req.headers.authorization);
+      const queryAuth = req.headers.authorization === undefined ? parseQueryAuthorization(query) : undefined;
+      const scope: SigV4Scope | undefined = headerAuth ?? (queryAuth?.ok ? queryAuth.auth : queryAuth?.scope);
+      if (!scope) {
         throw new ServiceError(403, 'MissingAuthenticationTokenException', 'Missing Authentication Token');
       }
-      const route = this.routes.get(auth.service);
+      route = this.routes.get(scope.service);
       if (!route) {
         throw new ServiceError(
           400,
           'UnknownServiceException',
-          `service '${auth.service}' is not served by the local cloud`,
+          `service '${scope.service}' is not served by the local cloud`,
         );
       }
       protocol = route.protocol;
-      const body = await this.readBody(req);
-      const caller = await this.verify(req, auth, rawPath, rawQuery, body, route);
+      if (queryAuth && !queryAuth.ok) {
+        throw new AuthError('malformed', 'query', 400, 'InvalidQueryParameterException', queryAuth.message);
+      }
+      const body = route.streamingBody ? Buffer.alloc(0) : await this.readBody(req);
+      const { caller, auth } = headerAuth
+        ? await this.verify(req, headerAuth, rawPath, query, body, route)
+        : this.verifyPresigned(
+            req,
+            (queryAuth as { auth: ParsedQueryAuthorization }).auth,
+            rawPath,
+            query,
+            body,
+            route,
+          );
       const response = await route.handle({
         method: req.method ?? 'GET',
         rawPath,
-        query: parseQuery(rawQuery),
+        query,
         headers: req.headers,
         body,
+        ...(route.streamingBody ? { stream: req } : {}),
         caller,
-        region: auth.region,
+        region: scope.region,
         requestId,
+        auth,
       });
       this.send(res, response, requestId);
     } catch (err) {
-      if (err instanceof ServiceError)
-        return this.send(res, formatError(protocol, err, requestId), requestId);
+      if (err instanceof ServiceError) return this.answerError(res, req, route, protocol, err, requestId);
       if (err instanceof URIError) {
-        return this.send(
-          res,
-          formatError(protocol, new ServiceError(400, 'InvalidRequestException', 'malformed URI'), requestId),
-          requestId,
-        );
+        const bad = new ServiceError(400, 'InvalidRequestException', 'malformed URI');
+        return this.answerError(res, req, route, protocol, bad, requestId);
       }
       this.opts.logger.error({ err, url }, 'request failed');
-      return this.send(
-        res,
-        formatError(protocol, new ServiceError(500, 'InternalFailureException', 'internal error'), requestId),
-        requestId,
-      );
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const internal = new ServiceError(500, 'InternalFailureException', 'internal error');
+      return this.answerError(res, req, route, protocol, internal, requestId);
     }
   }
 
-  private async verify(
-    req: IncomingMessage,
-    auth: NonNullable<ReturnType<typeof parseAuthorization>>,
-    rawPath: string,
-    rawQuery: string,
-    body: Buffer,
-    route: ServiceRoute,
-  ): Promise<CredentialRecord> {
-    const record = this.opts.credentials.lookup(auth.accessKeyId);
+  /** The caller's record, if its key is known, its session token matches and it has not expired. */
+  private caller(accessKeyId: string, token: string | undefined, mode: 'header' | 'query'): CredentialRecord {
+    const record = this.opts.credentials.lookup(accessKeyId);
     if (!record) {
-      throw new ServiceError(
+      throw new AuthError(
+        'unknownAccessKey',
+        mode,
         403,
         'UnrecognizedClientException',
         'The security token included in the request is invalid.',
+        { AWSAccessKeyId: accessKeyId },
       );
     }
-    if (record.sessionToken !== undefined && req.headers['x-amz-security-token'] !== record.sessionToken) {
-      throw new ServiceError(
+    if (record.sessionToken !== undefined && token !== record.sessionToken) {
+      throw new AuthError(
+        'invalidToken',
+        mode,
         403,
         'UnrecognizedClientException',
         'The security token included in the request is invalid.',
       );
     }
     if (record.expiration !== undefined && Date.parse(record.expiration) <= Date.now()) {
-      throw new ServiceError(
+      throw new AuthError(
+        'expiredToken',
+        mode,
         403,
         'ExpiredTokenException',
         'The security token included in the request is expired',
       );
     }
+    return record;
+  }
+
+  private signatureMismatch(
+    mode: 'header' | 'query',
+    accessKeyId: string,
+    provided: string,
+    canonical?: string,
+    toSign?: string,
+  ): AuthError {
+    return new AuthError(
+      'signatureMismatch',
+      mode,
+      403,
+      'InvalidSignatureException',
+      'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.',
+      {
+        AWSAccessKeyId: accessKeyId,
+        SignatureProvided: provided,
+        ...(toSign !== undefined ? { StringToSign: toSign } : {}),
+        ...(canonical !== undefined ? { CanonicalRequest: canonical } : {}),
+      },
+    );
+  }
+
+  /**
+   * Checks the signature against each canonical URI the request may have been signed with; returns the
+   * canonical request and string to sign of the first candidate when none matches.
+   */
+  private matchSignature(
+    req: IncomingMessage,
+    auth: ParsedAuthorization,
+    amzDate: string,
+    rawPath: string,
+    query: Record<string, string | string[]>,
+    payloadHash: string,
+    signingKey: Buffer,
+    route: ServiceRoute,
+  ): { ok: true } | { ok: false; canonical: string; toSign: string } {
+    let first: { canonical: string; toSign: string } | undefined;
+    for (const canonicalUri of canonicalUriCandidates(rawPath, route.uriEscapePath)) {
+      const canonical = canonicalRequest({
+        method: req.method ?? 'GET',
+        canonicalUri,
+        query,
+        host: req.headers.host ?? '',
+        headers: req.headers,
+        signedHeaders: auth.signedHeaders,
+        payloadHash,
+      });
+      const toSign = stringToSign(amzDate, auth, canonical);
+      if (signaturesEqual(hmacHex(signingKey, toSign), auth.signature)) return { ok: true };
+      first ??= { canonical, toSign };
+    }
+    return { ok: false, ...first! };
+  }
+
+  private async verify(
+    req: IncomingMessage,
+    auth: ParsedAuthorization,
+    rawPath: string,
+    query: Record<string, string | string[]>,
+    body: Buffer,
+    route: ServiceRoute,
+  ): Promise<{ caller: CredentialRecord; auth: RequestAuth }> {
+    const tokenHeader = req.headers['x-amz-security-token'];
+    const record = this.caller(
+      auth.accessKeyId,
+      typeof tokenHeader === 'string' ? tokenHeader : undefined,
+      'header',
+    );
     if (!auth.signedHeaders.includes('host')) {
-      throw new ServiceError(403, 'InvalidSignatureException', "'Host' must be a signed header");
+      throw new AuthError(
+        'malformed',
+        'header',
+        403,
+        'InvalidSignatureException',
+        "'Host' must be a signed header",
+      );
     }
     const amzDateHeader = req.headers['x-amz-date'];
     const amzDate = typeof amzDateHeader === 'string' ? amzDateHeader : undefined;
     const date = parseAmzDate(amzDate);
     if (!date || !amzDate?.startsWith(auth.date)) {
-      throw new ServiceError(
+      throw new AuthError(
+        date ? 'malformed' : 'missingDate',
+        'header',
         403,
         'InvalidSignatureException',
         'missing or malformed X-Amz-Date, or it does not match the credential scope',
       );
     }
     if (Math.abs(date.getTime() - Date.now()) > MAX_CLOCK_SKEW_MS) {
-      throw new ServiceError(
+      throw new AuthError(
+        'requestTimeTooSkewed',
+        'header',
         403,
         'InvalidSignatureException',
         'Signature expired: the request time is more than 15 minutes from the server time',
+        { RequestTime: amzDate, ServerTime: new Date().toISOString(), MaxAllowedSkewMilliseconds: '900000' },
       );
+    }
+    const signingKey = deriveSigningKey(record.secretAccessKey, auth);
+    if (route.streamingBody) {
+      // The body is checked against this hash by the route, as it streams.
+      const declared = req.headers['x-amz-content-sha256'];
+      if (typeof declared !== 'string' || declared === '') {
+        throw new AuthError(
+          'missingContentSha256',
+          'header',
+          400,
+          'InvalidRequestException',
+          'Missing required header for this request: x-amz-content-sha256',
+        );
+      }
+      const match = this.matchSignature(req, auth, amzDate, rawPath, query, declared, signingKey, route);
+      if (!match.ok) {
+        throw this.signatureMismatch(
+          'header',
+          auth.accessKeyId,
+          auth.signature,
+          match.canonical,
+          match.toSign,
+        );
+      }
+      return {
+        caller: record,
+        auth: {
+          mode: 'header',
+          scope: auth,
+          amzDate,
+          signature: auth.signature,
+          signingKey,
+          payloadHash: declared,
+        },
+      };
     }
     const expected = await expectedSignature(
       {
         method: req.method ?? 'GET',
         host: req.headers.host ?? '',
         rawPath,
-        query: parseQuery(rawQuery),
+        query,
         headers: req.headers,
         body,
       },
@@ -275,12 +518,111 @@ export class HttpEndpoint {
       route.uriEscapePath,
     );
     if (!signaturesEqual(expected, auth.signature)) {
-      throw new ServiceError(
-        403,
-        'InvalidSignatureException',
-        'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.',
+      throw this.signatureMismatch('header', auth.accessKeyId, auth.signature);
+    }
+    const declared = req.headers['x-amz-content-sha256'];
+    return {
+      caller: record,
+      auth: {
+        mode: 'header',
+        scope: auth,
+        amzDate,
+        signature: auth.signature,
+        signingKey,
+        payloadHash: typeof declared === 'string' ? declared : sha256Hex(body),
+      },
+    };
+  }
+
+  /** Query-string authentication ("Authenticating Requests: Using Query Parameters"). */
+  private verifyPresigned(
+    req: IncomingMessage,
+    auth: ParsedQueryAuthorization,
+    rawPath: string,
+    query: Record<string, string | string[]>,
+    body: Buffer,
+    route: ServiceRoute,
+  ): { caller: CredentialRecord; auth: RequestAuth } {
+    const expires = Number(auth.expires);
+    if (!/^\d+$/.test(auth.expires) || expires < 1 || expires > MAX_PRESIGNED_EXPIRES) {
+      throw new AuthError(
+        'malformed',
+        'query',
+        400,
+        'InvalidQueryParameterException',
+        expires > MAX_PRESIGNED_EXPIRES
+          ? `X-Amz-Expires must be less than a week (in seconds) that is ${MAX_PRESIGNED_EXPIRES}`
+          : 'X-Amz-Expires must be a whole number of seconds from 1',
       );
     }
-    return record;
+    const date = parseAmzDate(auth.amzDate);
+    if (!date || !auth.amzDate.startsWith(auth.date)) {
+      throw new AuthError(
+        'malformed',
+        'query',
+        400,
+        'InvalidQueryParameterException',
+        'X-Amz-Date must be ISO 8601 basic (YYYYMMDDTHHMMSSZ) on the date of the credential scope',
+      );
+    }
+    if (!auth.signedHeaders.includes('host')) {
+      throw new AuthError(
+        'malformed',
+        'query',
+        400,
+        'InvalidQueryParameterException',
+        "'host' must be a signed header",
+      );
+    }
+    const record = this.caller(auth.accessKeyId, auth.securityToken, 'query');
+    const now = Date.now();
+    if (date.getTime() - now > MAX_CLOCK_SKEW_MS) {
+      throw new AuthError(
+        'presignedNotYetValid',
+        'query',
+        403,
+        'AccessDeniedException',
+        'Request is not valid yet',
+        {
+          'X-Amz-Date': auth.amzDate,
+          ServerTime: new Date(now).toISOString(),
+        },
+      );
+    }
+    if (now > date.getTime() + expires * 1000) {
+      throw new AuthError('presignedExpired', 'query', 403, 'AccessDeniedException', 'Request has expired', {
+        'X-Amz-Expires': auth.expires,
+        Expires: new Date(date.getTime() + expires * 1000).toISOString(),
+        ServerTime: new Date(now).toISOString(),
+      });
+    }
+    const signingKey = deriveSigningKey(record.secretAccessKey, auth);
+    const declared = query['X-Amz-Content-Sha256'];
+    const payloadHash =
+      typeof declared === 'string' ? declared : route.streamingBody ? UNSIGNED_PAYLOAD : sha256Hex(body);
+    const match = this.matchSignature(
+      req,
+      auth,
+      auth.amzDate,
+      rawPath,
+      query,
+      payloadHash,
+      signingKey,
+      route,
+    );
+    if (!match.ok) {
+      throw this.signatureMismatch('query', auth.accessKeyId, auth.signature, match.canonical, match.toSign);
+    }
+    return {
+      caller: record,
+      auth: {
+        mode: 'query',
+        scope: auth,
+        amzDate: auth.amzDate,
+        signature: auth.signature,
+        signingKey,
+        payloadHash,
+      },
+    };
   }
 }

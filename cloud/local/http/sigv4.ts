@@ -1,9 +1,10 @@
 /**
- * Verification of AWS Signature Version 4 on incoming requests (Authorization header form): the
+ * Verification of AWS Signature Version 4 on incoming requests. In the Authorization header form the
  * canonical request is rebuilt from what arrived and signed again with the caller's secret through
- * @smithy/signature-v4, the same signer the SDK clients use.
+ * @smithy/signature-v4, the same signer the SDK clients use. Query-string authentication (presigned
+ * URLs) and unbuffered bodies (S3) use the explicit canonical request below, the same algorithm.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -134,4 +135,209 @@ export function signaturesEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Explicit canonical requests: query-string authentication (presigned URLs) and services whose body is
+// not buffered (S3), where the payload hash comes from `x-amz-content-sha256` rather than the body.
+// ("Authenticating Requests: Using Query Parameters" and "Signature Calculations for the Authorization
+// Header" in the Amazon S3 API Reference; the same algorithm as @smithy/signature-v4.)
+// ---------------------------------------------------------------------------------------------------
+
+export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+/** Longest validity of a presigned URL (seven days), in seconds. */
+export const MAX_PRESIGNED_EXPIRES = 604800;
+
+export interface ParsedQueryAuthorization extends ParsedAuthorization {
+  algorithm: string;
+  /** `X-Amz-Date` as sent (ISO 8601 basic). */
+  amzDate: string;
+  /** `X-Amz-Expires` as sent. */
+  expires: string;
+  securityToken?: string;
+}
+
+const CREDENTIAL_RE = /^([^/\s]+)\/(\d{8})\/([^/\s]+)\/([^/\s]+)\/aws4_request$/;
+
+function firstValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * Reads the SigV4 query parameters of a presigned URL. Undefined when the request carries none (no
+ * `X-Amz-Credential`); `scope` is set whenever the credential could be read, even if other parameters
+ * are missing, so that the error can be answered by the right service.
+ */
+export function parseQueryAuthorization(
+  query: Record<string, string | string[]>,
+):
+  | { ok: true; auth: ParsedQueryAuthorization }
+  | { ok: false; scope?: SigV4Scope; message: string }
+  | undefined {
+  const credential = firstValue(query['X-Amz-Credential']);
+  if (credential === undefined) return undefined;
+  const m = CREDENTIAL_RE.exec(credential);
+  if (!m) return { ok: false, message: `X-Amz-Credential '${credential}' is malformed` };
+  const scope: SigV4Scope = { accessKeyId: m[1]!, date: m[2]!, region: m[3]!, service: m[4]! };
+  const algorithm = firstValue(query['X-Amz-Algorithm']);
+  const amzDate = firstValue(query['X-Amz-Date']);
+  const expires = firstValue(query['X-Amz-Expires']);
+  const signedHeaders = firstValue(query['X-Amz-SignedHeaders']);
+  const signature = firstValue(query['X-Amz-Signature']);
+  const missing = [
+    ['X-Amz-Algorithm', algorithm],
+    ['X-Amz-Date', amzDate],
+    ['X-Amz-Expires', expires],
+    ['X-Amz-SignedHeaders', signedHeaders],
+    ['X-Amz-Signature', signature],
+  ].find(([, v]) => v === undefined || v === '');
+  if (missing) return { ok: false, scope, message: `Query-string authentication requires ${missing[0]}` };
+  if (algorithm !== 'AWS4-HMAC-SHA256') {
+    return { ok: false, scope, message: `X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"` };
+  }
+  if (!/^[0-9a-f]{64}$/.test(signature!)) {
+    return { ok: false, scope, message: 'X-Amz-Signature must be 64 lowercase hex digits' };
+  }
+  const token = firstValue(query['X-Amz-Security-Token']);
+  return {
+    ok: true,
+    auth: {
+      ...scope,
+      algorithm,
+      amzDate: amzDate!,
+      expires: expires!,
+      signedHeaders: signedHeaders!.split(';'),
+      signature: signature!,
+      ...(token !== undefined ? { securityToken: token } : {}),
+    },
+  };
+}
+
+/** RFC 3986 encoding as SigV4 wants it: everything but unreserved characters, upper-case hex. */
+export function uriEncode(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/**
+ * The canonical URI(s) a request may have been signed with. Services other than S3 normalize the path
+ * and encode it twice (as @smithy/signature-v4 does with `uriEscapePath`); S3 signs its path encoded
+ * once, which is what the SDK sends, so the path as received is tried first and then its canonical
+ * re-encoding (for clients that leave characters such as `!` or `*` unencoded).
+ */
+export function canonicalUriCandidates(rawPath: string, uriEscapePath: boolean): string[] {
+  if (uriEscapePath) {
+    const segments: string[] = [];
+    for (const seg of rawPath.split('/')) {
+      if (seg === '' || seg === '.') continue;
+      if (seg === '..') segments.pop();
+      else segments.push(seg);
+    }
+    const normalized = `${rawPath.startsWith('/') ? '/' : ''}${segments.join('/')}${segments.length > 0 && rawPath.endsWith('/') ? '/' : ''}`;
+    return [uriEncode(normalized).replace(/%2F/g, '/')];
+  }
+  let reencoded: string | undefined;
+  try {
+    reencoded = rawPath
+      .split('/')
+      .map((seg) => uriEncode(decodeURIComponent(seg)))
+      .join('/');
+  } catch {
+    reencoded = undefined;
+  }
+  return reencoded === undefined || reencoded === rawPath ? [rawPath] : [rawPath, reencoded];
+}
+
+function canonicalHeaderValue(v: string | string[] | undefined): string {
+  const s = Array.isArray(v) ? v.join(',') : (v ?? '');
+  return s
+    .replace(/[\r\n]/g, ' ')
+    .replace(/[ \t]+/g, ' ')
+    .trim();
+}
+
+export interface CanonicalRequestInput {
+  method: string;
+  canonicalUri: string;
+  /** Decoded query parameters; `X-Amz-Signature` is left out of the canonical form. */
+  query: Record<string, string | string[]>;
+  /** Host header as received. */
+  host: string;
+  headers: Record<string, string | string[] | undefined>;
+  /** Lower-case header names, as listed in SignedHeaders. */
+  signedHeaders: string[];
+  payloadHash: string;
+}
+
+export function canonicalRequest(i: CanonicalRequestInput): string {
+  const query = Object.entries(i.query)
+    .filter(([k]) => k.toLowerCase() !== 'x-amz-signature')
+    .flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((x) => `${uriEncode(k)}=${uriEncode(x)}`))
+    .sort((a, b) => {
+      const ka = a.slice(0, a.indexOf('='));
+      const kb = b.slice(0, b.indexOf('='));
+      if (ka !== kb) return ka < kb ? -1 : 1;
+      return a < b ? -1 : a > b ? 1 : 0;
+    })
+    .join('&');
+  const headers = i.signedHeaders
+    .map((n) => `${n}:${canonicalHeaderValue(n === 'host' ? i.host : i.headers[n])}\n`)
+    .join('');
+  return `${i.method}\n${i.canonicalUri}\n${query}\n${headers}\n${i.signedHeaders.join(';')}\n${i.payloadHash}`;
+}
+
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export function hmacHex(key: Uint8Array, data: string): string {
+  return createHmac('sha256', key).update(data).digest('hex');
+}
+
+/** kSigning = HMAC chain over "AWS4"+secret, date, region, service, "aws4_request". */
+export function deriveSigningKey(secretAccessKey: string, scope: SigV4Scope): Buffer {
+  let key: Buffer = Buffer.from(`AWS4${secretAccessKey}`);
+  for (const part of [scope.date, scope.region, scope.service, 'aws4_request']) {
+    key = createHmac('sha256', key).update(part).digest();
+  }
+  return key;
+}
+
+export function credentialScope(scope: SigV4Scope): string {
+  return `${scope.date}/${scope.region}/${scope.service}/aws4_request`;
+}
+
+export function stringToSign(amzDate: string, scope: SigV4Scope, canonical: string): string {
+  return `AWS4-HMAC-SHA256\n${amzDate}\n${credentialScope(scope)}\n${sha256Hex(canonical)}`;
+}
+
+/**
+ * The signature of one chunk of a `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` body, chained on the previous
+ * chunk's (the seed signature for the first).
+ */
+export function chunkSignature(
+  signingKey: Uint8Array,
+  amzDate: string,
+  scope: SigV4Scope,
+  previousSignature: string,
+  chunkSha256Hex: string,
+): string {
+  return hmacHex(
+    signingKey,
+    `AWS4-HMAC-SHA256-PAYLOAD\n${amzDate}\n${credentialScope(scope)}\n${previousSignature}\n${EMPTY_SHA256}\n${chunkSha256Hex}`,
+  );
+}
+
+/** The signature of the trailing headers of a signed aws-chunked body (`x-amz-trailer-signature`). */
+export function trailerSignature(
+  signingKey: Uint8Array,
+  amzDate: string,
+  scope: SigV4Scope,
+  previousSignature: string,
+  canonicalTrailer: string,
+): string {
+  return hmacHex(
+    signingKey,
+    `AWS4-HMAC-SHA256-TRAILER\n${amzDate}\n${credentialScope(scope)}\n${previousSignature}\n${sha256Hex(canonicalTrailer)}`,
+  );
 }
