@@ -6,6 +6,7 @@ import { LocalCloud } from '../cloud/local/index.js';
 import { provisionThing } from '../cloud/local/provision.js';
 import { runDemo } from './demo.js';
 import { CliError } from './errors.js';
+import { registerGatewayCommands } from './gateway.js';
 import { parseFlags, portFlag } from './options.js';
 import { runSql } from './sql.js';
 
@@ -136,6 +137,7 @@ export function buildProgram(): Command {
         out: process.stdout,
       });
     });
+  registerGatewayCommands(program);
   return program;
 }
 

@@ -49,9 +49,7 @@ describe('RULES', () => {
   );
 
   test('lambda actions name handlers that exist in cloud/functions', () => {
-    expect(() =>
-      parseRuleDefinitions(RULES, { functionNames: FUNCTION_NAMES }),
-    ).not.toThrow();
+    expect(() => parseRuleDefinitions(RULES, { functionNames: FUNCTION_NAMES })).not.toThrow();
   });
 
   test('edgefleet_heartbeats adds the thing name and arrival time to every heartbeat', () => {

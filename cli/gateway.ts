@@ -1,0 +1,147 @@
+/** `edgefleet gateway ...`: the gateway's commands for standalone runs, driven by a JSON configuration. */
+import { statSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import type { Command } from 'commander';
+import pino from 'pino';
+import { z } from 'zod';
+import { mqttChannelFromConfig } from '../edge-component/adapters/mqtt-channel.js';
+import { LOG_LEVELS, loadGatewayConfig } from '../edge-component/config.js';
+import { credentialProviderFromConfig } from '../edge-component/credentials.js';
+import {
+  CredentialsUnavailableError,
+  DuplicateKeyError,
+  GatewayConfigError,
+  InvalidObjectKeyError,
+  UploadSourceError,
+} from '../edge-component/errors.js';
+import type { IotChannel } from '../edge-component/ports.js';
+import { assertThingObjectKey, S3Uploader, type UploadProgress } from '../edge-component/uploader.js';
+import { CliError } from './errors.js';
+import { parseFlags } from './options.js';
+
+const UploadFlags = z.object({
+  file: z.string().min(1, 'is required'),
+  key: z.string().min(1, 'is required'),
+  config: z.string().min(1, 'is required'),
+  contentType: z.string().min(1).optional(),
+  logLevel: z.enum(LOG_LEVELS).default('warn'),
+});
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/** `gateway upload FILE --key KEY --config FILE`: one upload, as the gateway does it. */
+export async function gatewayUpload(
+  raw: Record<string, unknown>,
+  io: { out: Writable; err: Writable } = { out: process.stdout, err: process.stderr },
+): Promise<void> {
+  const flags = parseFlags(UploadFlags, raw);
+  let config: ReturnType<typeof loadGatewayConfig>;
+  try {
+    config = loadGatewayConfig(flags.config);
+  } catch (err) {
+    if (err instanceof GatewayConfigError) throw new CliError(err.message, 2, { cause: err });
+    throw err;
+  }
+  let size: number;
+  try {
+    const st = statSync(flags.file);
+    if (!st.isFile()) throw new CliError(`${flags.file} is not a regular file`, 2);
+    size = st.size;
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    throw new CliError(`cannot read ${flags.file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 2, {
+      cause: err,
+    });
+  }
+  const logger = pino({ level: flags.logLevel }, pino.destination(2));
+  const abort = new AbortController();
+  const onSignal = () => abort.abort(new CliError('interrupted', 130));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let channel: (IotChannel & { lastError?: Error }) | undefined;
+  let uploader: S3Uploader | undefined;
+  let provider: ReturnType<typeof credentialProviderFromConfig> | undefined;
+  try {
+    // Everything that can be checked locally is, before any connection.
+    assertThingObjectKey(config.thingName, flags.key);
+    if (config.credentials.source === 'mqtt' && config.iot) {
+      channel = mqttChannelFromConfig(config.iot, config.thingName, { logger });
+    }
+    provider = credentialProviderFromConfig(config, { ...(channel ? { channel } : {}), logger });
+    uploader = S3Uploader.fromConfig(config, provider, { logger });
+    const showProgress = size > config.upload.singlePutMaxBytes;
+    let lastShown = -1;
+    const onProgress = (p: UploadProgress) => {
+      if (!showProgress || p.sentBytes === lastShown) return;
+      lastShown = p.sentBytes;
+      const pct = p.totalBytes > 0 ? Math.floor((p.sentBytes / p.totalBytes) * 100) : 100;
+      io.err.write(`uploading ${flags.key}: ${mib(p.sentBytes)} of ${mib(p.totalBytes)} (${pct}%)\n`);
+    };
+    const started = performance.now();
+    const result = await uploader.upload({
+      key: flags.key,
+      source: { path: flags.file },
+      ...(flags.contentType ? { contentType: flags.contentType } : {}),
+      onProgress,
+      signal: abort.signal,
+    });
+    const seconds = (performance.now() - started) / 1000;
+    io.out.write(
+      [
+        result.alreadyUploaded
+          ? `already uploaded: s3://${result.bucket}/${result.key} holds the same content`
+          : `uploaded s3://${result.bucket}/${result.key}`,
+        `  key      ${result.key}`,
+        `  etag     ${result.etag ?? '(none)'}`,
+        `  bytes    ${result.bytes}`,
+        `  sha256   ${result.sha256}`,
+        `  seconds  ${seconds.toFixed(2)}`,
+        '',
+      ].join('\n'),
+    );
+  } catch (err) {
+    if (abort.signal.aborted) throw new CliError(`upload of ${flags.key} interrupted`, 130, { cause: err });
+    if (
+      err instanceof InvalidObjectKeyError ||
+      err instanceof UploadSourceError ||
+      err instanceof GatewayConfigError
+    ) {
+      throw new CliError(err.message, 2, { cause: err });
+    }
+    if (err instanceof CredentialsUnavailableError && err.reason === 'not-connected' && config.iot) {
+      const why = channel?.lastError ? `: ${channel.lastError.message}` : '';
+      throw new CliError(
+        `${err.message}; cannot reach AWS IoT at ${config.iot.host}:${config.iot.port}${why}`,
+        1,
+        { cause: err },
+      );
+    }
+    if (err instanceof DuplicateKeyError) throw new CliError(err.message, 1, { cause: err });
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    uploader?.destroy();
+    await provider?.close();
+    await channel?.close();
+    logger.flush();
+  }
+}
+
+/** Adds the `gateway` command group. */
+export function registerGatewayCommands(program: Command): void {
+  const gateway = program
+    .command('gateway')
+    .description('the edge gateway, standalone (configured by a JSON file)');
+  gateway
+    .command('upload')
+    .description('upload a file to the data bucket with temporary credentials requested over MQTT')
+    .argument('<file>', 'the file to upload')
+    .requiredOption('--key <key>', 'object key, under raw/{thing}/ or frames/{thing}/')
+    .requiredOption('--config <file>', 'gateway configuration (JSON)')
+    .option('--content-type <type>', 'Content-Type of the object')
+    .option('--log-level <level>', 'log level (JSON logs on stderr)', 'warn')
+    .action((file: string, o: Record<string, unknown>) => gatewayUpload({ ...o, file }));
+}

@@ -1,0 +1,196 @@
+/**
+ * The gateway configuration: one zod schema, one section per concern. Standalone runs load it from a
+ * JSON file (`loadGatewayConfig`); relative file paths resolve against that file's directory. Errors name
+ * the field (`credentials.refreshMarginSeconds: must be ...`).
+ *
+ * To extend it, add a section schema below and a member of `GatewayConfigSchema`; give every field a
+ * default where one makes sense, so existing configuration files keep working. Unknown fields are
+ * rejected, so that a misspelt setting does not silently fall back to its default.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+import { backoffSchema } from './backoff.js';
+import { GatewayConfigError } from './errors.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/** `is required` for a missing field, `must be {what}` for a wrong type. */
+function typeError(what: string) {
+  return {
+    error: (iss: { input?: unknown }) => (iss.input === undefined ? 'is required' : `must be ${what}`),
+  };
+}
+
+function section<T extends z.core.$ZodLooseShape>(shape: T) {
+  return z.strictObject(shape, typeError('an object'));
+}
+
+function int(min: number, max: number) {
+  const range = `must be an integer from ${min} to ${max}`;
+  return z.number(typeError('a number')).int(range).min(min, range).max(max, range);
+}
+
+const text = z.string(typeError('a string')).min(1, 'must not be empty');
+
+/** AWS IoT thing names: 1-128 of `a-zA-Z0-9:_-`. */
+export const THING_NAME_PATTERN = /^[a-zA-Z0-9:_-]{1,128}$/;
+
+export const IotConfigSchema = section({
+  /** The AWS IoT Core ATS data endpoint (or the local cloud's host). */
+  host: text,
+  port: int(1, 65535).default(8883),
+  /** Device certificate, private key and the CA that signs the server certificate (PEM files). */
+  certFile: text,
+  keyFile: text,
+  caFile: text,
+  /** MQTT keep-alive; AWS IoT Core accepts 30 to 1200 seconds. */
+  keepaliveSeconds: int(30, 1200).default(60),
+  /** Time allowed for the TLS handshake and CONNACK. */
+  connectTimeoutMs: int(1000, 600_000).default(30_000),
+  /** Backoff between reconnection attempts. */
+  reconnect: backoffSchema({ initialDelayMs: 1000, maxDelayMs: 60_000 }),
+});
+
+export const AwsConfigSchema = section({
+  region: z
+    .string(typeError('a string'))
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must look like an AWS region, e.g. eu-central-1'),
+  /** S3 endpoint URL, for the local cloud (`http://127.0.0.1:4566`); unset on AWS. */
+  s3Endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+  /** Path-style S3 URLs (the local cloud needs them). */
+  forcePathStyle: z.boolean(typeError('true or false')).optional(),
+});
+
+export const StorageConfigSchema = section({
+  bucket: z
+    .string(typeError('a string'))
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name'),
+});
+
+export const CredentialsConfigSchema = section({
+  /**
+   * `mqtt`: the temporary-token pattern (request over MQTT, the cloud vends STS credentials);
+   * `tes`: the Greengrass token exchange service (AWS_CONTAINER_CREDENTIALS_FULL_URI).
+   */
+  source: z.enum(['mqtt', 'tes'], "must be 'mqtt' or 'tes'").default('mqtt'),
+  /** Credentials are refreshed this long before they expire. */
+  refreshMarginSeconds: int(0, 43_200).default(300),
+  /** How long one request waits for its response. */
+  requestTimeoutMs: int(100, 600_000).default(10_000),
+  /** Requests per refresh before giving up (CredentialsUnavailableError). */
+  maxAttempts: int(1, 100).default(5),
+  backoff: backoffSchema({ initialDelayMs: 500, maxDelayMs: 30_000 }),
+});
+
+export const UploadConfigSchema = section({
+  /** Multipart part size; S3 allows 5 MiB to 5 GiB. Up to queueSize parts are held in memory. */
+  partSizeBytes: int(5 * MiB, 5 * GiB).default(8 * MiB),
+  /** Parts uploaded concurrently. */
+  queueSize: int(1, 64).default(4),
+  /** Objects up to this size go up in one PutObject, held in memory; larger ones in parts. */
+  singlePutMaxBytes: int(0, 64 * MiB).default(8 * MiB),
+  /** Attempts at a whole upload (each request is also retried by the SDK's own retry strategy). */
+  maxAttempts: int(1, 100).default(3),
+  backoff: backoffSchema({ initialDelayMs: 1000, maxDelayMs: 30_000 }),
+});
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const GatewayConfigSchema = section({
+  thingName: z
+    .string(typeError('a string'))
+    .regex(THING_NAME_PATTERN, 'must be 1 to 128 characters of a-z, A-Z, 0-9, ":", "_" and "-"'),
+  logLevel: z.enum(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(', ')}`).default('info'),
+  /** Direct MQTT over mutual TLS (standalone runs); required when credentials.source is 'mqtt'. */
+  iot: IotConfigSchema.optional(),
+  aws: AwsConfigSchema,
+  storage: StorageConfigSchema,
+  credentials: CredentialsConfigSchema.prefault({}),
+  upload: UploadConfigSchema.prefault({}),
+}).superRefine((c, ctx) => {
+  if (c.credentials.source === 'mqtt' && c.iot === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['iot'], message: "is required when credentials.source is 'mqtt'" });
+  }
+});
+
+export type GatewayConfigInput = z.input<typeof GatewayConfigSchema>;
+export type GatewayConfig = z.output<typeof GatewayConfigSchema>;
+export type IotConfig = z.output<typeof IotConfigSchema>;
+export type AwsConfig = z.output<typeof AwsConfigSchema>;
+export type CredentialsConfig = z.output<typeof CredentialsConfigSchema>;
+export type UploadConfig = z.output<typeof UploadConfigSchema>;
+
+/** `a.b: message` for each issue; unknown fields are named by their own path. */
+export function describeIssues(error: z.ZodError): { path: string; message: string }[] {
+  const out: { path: string; message: string }[] = [];
+  for (const issue of error.issues) {
+    const base = issue.path.map(String);
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys)
+        out.push({ path: [...base, key].join('.'), message: 'is not a known field' });
+    } else {
+      out.push({ path: base.join('.'), message: issue.message });
+    }
+  }
+  return out;
+}
+
+/**
+ * Validates a configuration object. With `baseDir`, relative file paths (iot.certFile, keyFile, caFile)
+ * are resolved against it.
+ */
+export function parseGatewayConfig(
+  input: unknown,
+  opts: { baseDir?: string; source?: string } = {},
+): GatewayConfig {
+  const r = GatewayConfigSchema.safeParse(input);
+  if (!r.success) {
+    const issues = describeIssues(r.error);
+    const where = opts.source ? ` in ${opts.source}` : '';
+    throw new GatewayConfigError(
+      `invalid gateway configuration${where}: ${issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`,
+      issues,
+    );
+  }
+  const config = r.data;
+  const base = opts.baseDir;
+  if (base !== undefined && config.iot) {
+    const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+    config.iot = {
+      ...config.iot,
+      certFile: abs(config.iot.certFile),
+      keyFile: abs(config.iot.keyFile),
+      caFile: abs(config.iot.caFile),
+    };
+  }
+  return config;
+}
+
+/** Reads and validates a JSON configuration file; relative paths in it resolve against its directory. */
+export function loadGatewayConfig(path: string): GatewayConfig {
+  const file = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new GatewayConfigError(`cannot read gateway configuration ${file}${code ? ` (${code})` : ''}`, [], {
+      cause: err,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new GatewayConfigError(
+      `gateway configuration ${file} is not valid JSON: ${(err as Error).message}`,
+      [],
+      {
+        cause: err,
+      },
+    );
+  }
+  return parseGatewayConfig(json, { baseDir: dirname(file), source: file });
+}
