@@ -15,6 +15,9 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { LocalCloud } from '../cloud/local/index.js';
 import { provisionThing, readDeviceFiles } from '../cloud/local/provision.js';
+import { MqttChannel } from '../edge-component/adapters/mqtt-channel.js';
+import { mqttCredentialProvider } from '../edge-component/credentials.js';
+import { S3Uploader } from '../edge-component/uploader.js';
 import { shadowTopics, thingTopics } from '../protocol/topics.js';
 import { CliError } from './errors.js';
 
@@ -61,13 +64,67 @@ function waitFor<T>(
   });
 }
 
+/** Connects as the gateway through the edge component, gets credentials over MQTT, uploads one object. */
+async function uploadWithVendedCredentials(
+  cloud: LocalCloud,
+  files: Awaited<ReturnType<typeof readDeviceFiles>>,
+  logger: Logger,
+) {
+  const channel = new MqttChannel({
+    host: cloud.endpoints.host,
+    port: cloud.endpoints.mqttPort,
+    cert: files.cert,
+    key: files.key,
+    ca: files.ca,
+    clientId: THING,
+    logger: logger.child({ component: 'gateway' }),
+  });
+  const credentials = mqttCredentialProvider({ channel, thingName: THING, logger });
+  try {
+    const started = performance.now();
+    const grant = await credentials();
+    const credentialsMs = performance.now() - started;
+    const uploader = new S3Uploader({
+      thingName: THING,
+      bucket: cloud.options.buckets[0]!,
+      region: cloud.options.region,
+      s3Endpoint: cloud.endpoints.httpUrl,
+      forcePathStyle: true,
+      credentials,
+      logger,
+    });
+    const now = new Date();
+    const records = Array.from({ length: 100 }, (_, i) =>
+      JSON.stringify({ seq: i, ts: now.getTime() + i, temp: 20 + (i % 7) }),
+    );
+    const day = now.toISOString().slice(0, 10);
+    const hour = now.toISOString().slice(11, 13);
+    const key = `raw/${THING}/demo/dt=${day}/hour=${hour}/${now.getTime()}.ndjson`;
+    const result = await uploader.upload({
+      key,
+      source: { data: Buffer.from(`${records.join('\n')}\n`) },
+      contentType: 'application/x-ndjson',
+    });
+    return {
+      bucket: result.bucket,
+      key: result.key,
+      bytes: result.bytes,
+      credentialsMs,
+      expiration: grant.expiration.toISOString(),
+    };
+  } finally {
+    await credentials.close();
+    await channel.close();
+  }
+}
+
 export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   const say = (line: string) => opts.out.write(`${line}\n`);
   const cloud = await LocalCloud.start({ dataDir: opts.dataDir, mqttPort: 0, httpPort: 0 }, opts.logger);
   let device: MqttClient | undefined;
   try {
     say(
-      `[1/5] local cloud up        MQTT ${cloud.endpoints.mqttUrl}  HTTP ${cloud.endpoints.httpUrl}  data ${cloud.options.dataDir}`,
+      `[1/6] local cloud up        MQTT ${cloud.endpoints.mqttUrl}  HTTP ${cloud.endpoints.httpUrl}  data ${cloud.options.dataDir}`,
     );
 
     const deviceDir = join(cloud.options.dataDir, 'devices', THING);
@@ -78,7 +135,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     if (!reuse) await provisionThing({ thingName: THING, outDir: deviceDir }, cloud);
     const files = await readDeviceFiles(deviceDir);
     say(
-      `[2/5] gateway provisioned   thing ${THING}${reuse ? ' (existing certificate)' : ' (new key and certificate from the local CA)'}`,
+      `[2/6] gateway provisioned   thing ${THING}${reuse ? ' (existing certificate)' : ' (new key and certificate from the local CA)'}`,
     );
 
     let lifecycleEvents = 0;
@@ -101,7 +158,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
         connectTimeout: 10_000,
       });
     device = await connect(THING);
-    say(`[3/5] gateway connected     client id ${THING}, mutual TLS verified against root-ca.crt`);
+    say(`[3/6] gateway connected     client id ${THING}, mutual TLS verified against root-ca.crt`);
 
     const t = shadowTopics(THING);
     await device.subscribeAsync([t.updateAccepted, t.updateDelta, t.getAccepted], { qos: 1 });
@@ -144,7 +201,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       throw new CliError('shadow still has a delta after the gateway reported', 1);
     data.destroy();
     say(
-      `[4/5] shadow round-trip     desired mode=run -> delta -> reported; in sync at version ${shadow.version} (${roundTripMs.toFixed(0)} ms)`,
+      `[4/6] shadow round-trip     desired mode=run -> delta -> reported; in sync at version ${shadow.version} (${roundTripMs.toFixed(0)} ms)`,
     );
 
     let heartbeats = 0;
@@ -170,8 +227,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     });
     say(
       opts.duration === 0
-        ? '[5/5] gateway running       heartbeats every second, routed by an IoT rule; Ctrl-C to stop'
-        : `[5/5] gateway running       heartbeats every second for ${opts.duration} s, routed by an IoT rule`,
+        ? '[5/6] gateway running       heartbeats every second, routed by an IoT rule; Ctrl-C to stop'
+        : `[5/6] gateway running       heartbeats every second for ${opts.duration} s, routed by an IoT rule`,
     );
     await stopped;
     process.off('SIGINT', onSignal);
@@ -179,6 +236,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     clearInterval(timer);
     await device.endAsync();
     device = undefined;
+
+    // The gateway asks for temporary credentials over MQTT and uploads a batch with them.
+    const upload = await uploadWithVendedCredentials(cloud, files, opts.logger);
+    say(
+      `[6/6] batch uploaded        s3://${upload.bucket}/${upload.key} (${upload.bytes} B) with credentials vended over MQTT in ${upload.credentialsMs.toFixed(0)} ms, valid until ${upload.expiration}`,
+    );
     const summary: DemoSummary = {
       thingName: THING,
       shadowVersion: shadow.version,
@@ -196,6 +259,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       `  heartbeats published  ${summary.heartbeats} (rule edgefleet_heartbeats routed ${summary.routedHeartbeats} to fleet/heartbeats)`,
     );
     say(`  lifecycle events      ${summary.lifecycleEvents}`);
+    say(`  uploaded              s3://${upload.bucket}/${upload.key}`);
     say('demo finished: OK');
     return summary;
   } finally {
