@@ -96,7 +96,8 @@ export class ProjectFunctions extends Construct {
         CREDENTIALS_DURATION_SECONDS: String(VENDED_CREDENTIALS_SECONDS),
         AWS_PARTITION: Aws.PARTITION,
       },
-      bundling: { format: nodejs.OutputFormat.ESM, target: 'node20', minify: true, sourceMap: false },
+      // CommonJS output: bundled CommonJS dependencies (pino, the SDK) keep their require() calls working.
+      bundling: { format: nodejs.OutputFormat.CJS, target: 'node20', minify: true, sourceMap: false },
     });
     this.functions = { [VENDING_FUNCTION_NAME]: vending };
 
@@ -116,12 +117,12 @@ export class ProjectFunctions extends Construct {
     ack(
       vendingPolicy,
       responseTopicArn,
-      'The vending function answers every gateway on that thing own response topic; the thing is known only per request',
+      "The vending function answers every gateway on that gateway's own response topic; the thing is known only per request",
     );
     ack(
       vendingPolicy,
       `${vendingLogs.logGroupArn}:*`,
-      'Lambda names a log stream per execution environment, always inside this function own log group',
+      "Lambda names a log stream per execution environment, always inside this function's own log group",
     );
   }
 }
