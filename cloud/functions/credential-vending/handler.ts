@@ -42,6 +42,9 @@ export function createVendingHandler(runtime: FunctionRuntime): Handler {
   const roleArn = requireEnv(runtime, 'UPLOAD_ROLE_ARN');
   const bucket = requireEnv(runtime, 'DATA_BUCKET');
   const duration = Number(runtime.env.CREDENTIALS_DURATION_SECONDS ?? VENDED_CREDENTIALS_SECONDS);
+  if (!Number.isInteger(duration) || duration < 900 || duration > 43_200) {
+    throw new Error('environment variable CREDENTIALS_DURATION_SECONDS must be an integer from 900 to 43200');
+  }
   const partition = runtime.env.AWS_PARTITION ?? 'aws';
   const sts = new STSClient({ region: runtime.region, ...runtime.clientConfig });
   const iotEndpoint = runtime.env.IOT_DATA_ENDPOINT;
