@@ -1,0 +1,127 @@
+/**
+ * Data aggregation: records of one thing and stream are grouped into gzip NDJSON objects, closed by a
+ * maximum number of records, a maximum size or a maximum age, and uploaded to
+ * `raw/{thing}/{stream}/dt=YYYY-MM-DD/hour=HH/{batchId}.ndjson.gz`.
+ *
+ * A batch is cut from the spool's entries in sequence order, and its id is made of the first and last
+ * sequence numbers it holds: after a crash or a retry the same entries give the same batch, the same key
+ * and the same bytes, so an upload with `If-None-Match: *` can never duplicate data.
+ */
+import { gzipSync } from 'node:zlib';
+import { z } from 'zod';
+import { EdgeError } from './errors.js';
+
+export class BatchingError extends EdgeError {}
+
+export const BatchLimitsSchema = z
+  .object({
+    maxRecords: z.number().int().min(1).max(1_000_000).default(10_000),
+    /** Uncompressed NDJSON bytes. */
+    maxBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(512 * 1024 * 1024)
+      .default(8 * 1024 * 1024),
+    maxAgeMs: z.number().int().min(100).max(86_400_000).default(60_000),
+  })
+  .strict();
+
+export type BatchLimits = z.output<typeof BatchLimitsSchema>;
+
+/** One spooled record: its sequence number in the stream, its time, and its JSON text. */
+export interface BatchEntry {
+  seq: number;
+  /** Epoch milliseconds the record was accepted. */
+  ts: number;
+  /** The record as one line of JSON (no newline). */
+  json: string;
+}
+
+export interface Batch {
+  thingName: string;
+  stream: string;
+  batchId: string;
+  key: string;
+  firstSeq: number;
+  lastSeq: number;
+  records: number;
+  uncompressedBytes: number;
+  /** gzip of the NDJSON text; deterministic for the same entries. */
+  body: Buffer;
+}
+
+export type CloseReason = 'records' | 'bytes' | 'age' | 'shutdown';
+
+/** Sequence numbers are zero-padded so that batch keys sort in stream order. */
+const pad = (n: number) => String(n).padStart(12, '0');
+
+export function batchId(firstSeq: number, lastSeq: number): string {
+  return `${pad(firstSeq)}-${pad(lastSeq)}`;
+}
+
+export function batchKey(thingName: string, stream: string, firstTs: number, id: string): string {
+  const iso = new Date(firstTs).toISOString();
+  return `raw/${thingName}/${stream}/dt=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}/${id}.ndjson.gz`;
+}
+
+/**
+ * Decides whether the entries at the head of a stream make a closed batch now, and which. `entries`
+ * are the unacknowledged entries in sequence order. Returns undefined while the head batch is still open.
+ */
+export function cutBatch(
+  thingName: string,
+  stream: string,
+  entries: readonly BatchEntry[],
+  limits: BatchLimits,
+  now: number,
+  shuttingDown = false,
+): { batch: Batch; reason: CloseReason } | undefined {
+  if (entries.length === 0) return undefined;
+  let bytes = 0;
+  let count = 0;
+  let reason: CloseReason | undefined;
+  for (const e of entries) {
+    if (e.json.includes('\n')) throw new BatchingError(`record ${e.seq} of ${stream} holds a newline`);
+    const size = Buffer.byteLength(e.json) + 1;
+    if (count > 0 && bytes + size > limits.maxBytes) {
+      reason = 'bytes';
+      break;
+    }
+    bytes += size;
+    count += 1;
+    if (count >= limits.maxRecords) {
+      reason = 'records';
+      break;
+    }
+    if (bytes >= limits.maxBytes) {
+      reason = 'bytes';
+      break;
+    }
+  }
+  const first = entries[0]!;
+  if (!reason) {
+    if (now - first.ts >= limits.maxAgeMs) reason = 'age';
+    else if (shuttingDown) reason = 'shutdown';
+    else return undefined;
+  }
+  const chosen = entries.slice(0, count);
+  const last = chosen[chosen.length - 1]!;
+  const text = `${chosen.map((e) => e.json).join('\n')}\n`;
+  const id = batchId(first.seq, last.seq);
+  return {
+    reason,
+    batch: {
+      thingName,
+      stream,
+      batchId: id,
+      key: batchKey(thingName, stream, first.ts, id),
+      firstSeq: first.seq,
+      lastSeq: last.seq,
+      records: count,
+      uncompressedBytes: Buffer.byteLength(text),
+      // gzip with no name and mtime 0 (zlib's defaults): the same text always gives the same bytes.
+      body: gzipSync(text, { level: 6 }),
+    },
+  };
+}
