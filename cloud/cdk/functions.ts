@@ -14,6 +14,8 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { credentialsTopics } from '../../protocol/credentials.js';
 import {
+  EVENT_ACK_FUNCTION_NAME,
+  eventAckRolePolicy,
   UPLOAD_ROLE_NAME,
   uploadRolePolicy,
   VENDED_CREDENTIALS_SECONDS,
@@ -80,26 +82,66 @@ export class ProjectFunctions extends Construct {
     });
     vendingRole.attachInlinePolicy(vendingPolicy);
 
-    const vending = new nodejs.NodejsFunction(this, 'CredentialVending', {
-      functionName: `${stack.stackName}-${VENDING_FUNCTION_NAME}`,
-      entry: join(here, '..', 'functions', 'credential-vending', 'lambda.ts'),
-      handler: 'handler',
-      runtime: lambda.determineLatestNodeRuntime(this),
-      architecture: lambda.Architecture.ARM_64,
-      role: vendingRole,
-      logGroup: vendingLogs,
-      timeout: Duration.seconds(10),
-      memorySize: 256,
-      environment: {
+    const fn = (
+      id: string,
+      name: string,
+      dir: string,
+      role: iam.IRole,
+      logGroup: logs.ILogGroup,
+      environment: Record<string, string>,
+    ) =>
+      new nodejs.NodejsFunction(this, id, {
+        functionName: `${stack.stackName}-${name}`,
+        entry: join(here, '..', 'functions', dir, 'lambda.ts'),
+        handler: 'handler',
+        runtime: lambda.determineLatestNodeRuntime(this),
+        architecture: lambda.Architecture.ARM_64,
+        role,
+        logGroup,
+        timeout: Duration.seconds(10),
+        memorySize: 256,
+        environment,
+        // CommonJS output: bundled CommonJS dependencies (pino, the SDK) keep their require() calls working.
+        bundling: { format: nodejs.OutputFormat.CJS, target: 'node20', minify: true, sourceMap: false },
+      });
+
+    const vending = fn(
+      'CredentialVending',
+      VENDING_FUNCTION_NAME,
+      'credential-vending',
+      vendingRole,
+      vendingLogs,
+      {
         UPLOAD_ROLE_ARN: this.uploadRole.roleArn,
         DATA_BUCKET: props.dataBucket.bucketName,
         CREDENTIALS_DURATION_SECONDS: String(VENDED_CREDENTIALS_SECONDS),
         AWS_PARTITION: Aws.PARTITION,
       },
-      // CommonJS output: bundled CommonJS dependencies (pino, the SDK) keep their require() calls working.
-      bundling: { format: nodejs.OutputFormat.CJS, target: 'node20', minify: true, sourceMap: false },
+    );
+
+    // Event acknowledgements: each event is written once under events/ and acknowledged to the gateway.
+    const ackLogs = new logs.LogGroup(this, 'EventAckLogs', { retention: logs.RetentionDays.ONE_MONTH });
+    const ackRole = new iam.Role(this, 'EventAckRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'Execution role of the event acknowledgement function',
     });
-    this.functions = { [VENDING_FUNCTION_NAME]: vending };
+    const ackPolicy = new iam.Policy(this, 'EventAckPolicy', {
+      document: iam.PolicyDocument.fromJson(
+        eventAckRolePolicy(props.dataBucket.bucketName, Aws.REGION, Aws.ACCOUNT_ID, Aws.PARTITION),
+      ),
+      statements: [
+        new iam.PolicyStatement({ actions: ['kms:GenerateDataKey'], resources: [props.dataKey.keyArn] }),
+        new iam.PolicyStatement({
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [`${ackLogs.logGroupArn}:*`],
+        }),
+      ],
+    });
+    ackRole.attachInlinePolicy(ackPolicy);
+    const eventAckFn = fn('EventAck', EVENT_ACK_FUNCTION_NAME, 'event-ack', ackRole, ackLogs, {
+      DATA_BUCKET: props.dataBucket.bucketName,
+    });
+    this.functions = { [VENDING_FUNCTION_NAME]: vending, [EVENT_ACK_FUNCTION_NAME]: eventAckFn };
 
     const ack = (scope: Construct, resource: unknown, reason: string) =>
       Validations.of(scope).acknowledge({
@@ -118,6 +160,21 @@ export class ProjectFunctions extends Construct {
       vendingPolicy,
       responseTopicArn,
       "The vending function answers every gateway on that gateway's own response topic; the thing is known only per request",
+    );
+    ack(
+      ackPolicy,
+      `${dataArn}/events/*`,
+      'Each event is stored under its own message id, known only per request; the function may only create objects there',
+    );
+    ack(
+      ackPolicy,
+      Arn.format({ service: 'iot', resource: 'topic', resourceName: 'things/*/ack' }, stack),
+      "The function acknowledges every gateway on that gateway's own ack topic; the thing is known only per request",
+    );
+    ack(
+      ackPolicy,
+      `${ackLogs.logGroupArn}:*`,
+      "Lambda names a log stream per execution environment, always inside this function's own log group",
     );
     ack(
       vendingPolicy,

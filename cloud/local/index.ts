@@ -9,6 +9,8 @@ import { FUNCTIONS, type HandlerRegistry } from '../functions/index.js';
 import { RULES } from '../rules/definitions.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
 import {
+  EVENT_ACK_ROLE_NAME,
+  eventAckRolePolicy,
   LOCAL_DATA_BUCKET,
   UPLOAD_ROLE_NAME,
   uploadRolePolicy,
@@ -78,6 +80,20 @@ export function seedRegistry(registry: Registry, pki: LocalPki, opts: LocalCloud
  * (trusted by the vending role; objects under raw/ and frames/ of the data bucket, `opts.buckets[0]`).
  */
 export function seedIam(iam: Iam, opts: LocalCloudOptions): void {
+  const lambdaTrust = {
+    Version: '2012-10-17' as const,
+    Statement: [
+      { Effect: 'Allow' as const, Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+    ],
+  };
+  iam.putRole({
+    roleName: EVENT_ACK_ROLE_NAME,
+    description: 'Execution role of the event acknowledgement function',
+    trustPolicy: lambdaTrust,
+    policies: {
+      events: eventAckRolePolicy(opts.buckets[0] ?? LOCAL_DATA_BUCKET, opts.region, opts.accountId),
+    },
+  });
   const vending = iam.putRole({
     roleName: VENDING_ROLE_NAME,
     description: 'Execution role of the credential vending function',
@@ -201,6 +217,8 @@ export class LocalCloud {
       environment: () => ({
         UPLOAD_ROLE_ARN: iam.roleArn(UPLOAD_ROLE_NAME),
         DATA_BUCKET: opts.buckets[0] ?? LOCAL_DATA_BUCKET,
+        // The local S3 serves path-style URLs only.
+        S3_FORCE_PATH_STYLE: 'true',
       }),
       logger: logger.child({ component: 'lambda' }),
     });

@@ -10,8 +10,9 @@
 
 import { z } from 'zod';
 import { CREDENTIALS_REQUEST_FILTER } from '../../protocol/credentials.js';
+import { EVENTS_FILTER } from '../../protocol/events.js';
 import { ActionSchema } from './actions.js';
-import { VENDING_FUNCTION_NAME } from './resources.js';
+import { EVENT_ACK_FUNCTION_NAME, VENDING_FUNCTION_NAME } from './resources.js';
 
 export const SQL_VERSIONS = ['2015-10-08', '2016-03-23', 'beta'] as const;
 /**
@@ -146,6 +147,14 @@ export const RULES: readonly RuleDefinition[] = Object.freeze(
       sql: `SELECT *, clientid() AS clientId, topic(2) AS thingName FROM '${CREDENTIALS_REQUEST_FILTER}'`,
       sqlVersion: '2016-03-23',
       actions: [{ type: 'lambda', functionName: VENDING_FUNCTION_NAME }],
+      errorAction: { type: 'republish', topic: FLEET_ERRORS_TOPIC, qos: 0 },
+    },
+    {
+      name: 'edgefleet_events',
+      description: 'Exactly-once gateway events: stored once per message id and acknowledged to the gateway',
+      sql: `SELECT *, clientid() AS clientId, topic(2) AS thingName FROM '${EVENTS_FILTER}'`,
+      sqlVersion: '2016-03-23',
+      actions: [{ type: 'lambda', functionName: EVENT_ACK_FUNCTION_NAME }],
       errorAction: { type: 'republish', topic: FLEET_ERRORS_TOPIC, qos: 0 },
     },
   ] satisfies RuleDefinitionInput[]),

@@ -14,6 +14,10 @@ export const UPLOAD_ROLE_NAME = 'edgefleet-gateway-upload';
 export const VENDING_FUNCTION_NAME = 'edgefleet-credential-vending';
 export const VENDING_ROLE_NAME = 'edgefleet-credential-vending';
 
+/** The event acknowledgement function (QoS 2 emulation) and its execution role. */
+export const EVENT_ACK_FUNCTION_NAME = 'edgefleet-event-ack';
+export const EVENT_ACK_ROLE_NAME = 'edgefleet-event-ack';
+
 /** Lifetime of vended credentials, seconds (STS AssumeRole DurationSeconds). */
 export const VENDED_CREDENTIALS_SECONDS = 3600;
 
@@ -65,6 +69,29 @@ export function uploadSessionPolicy(bucket: string, thingName: string, partition
         Action: 's3:ListBucket',
         Resource: b,
         Condition: { StringLike: { 's3:prefix': prefixes.map((p) => `${p}*`) } },
+      },
+    ],
+  };
+}
+
+/**
+ * The event acknowledgement function's permissions: write each event once under `events/` in the data
+ * bucket, and publish on the things' ack topics. (Its logs are granted by the CDK app.)
+ */
+export function eventAckRolePolicy(
+  bucket: string,
+  region: string,
+  account: string,
+  partition = 'aws',
+): IamPolicyDocument {
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      { Effect: 'Allow', Action: 's3:PutObject', Resource: `arn:${partition}:s3:::${bucket}/events/*` },
+      {
+        Effect: 'Allow',
+        Action: 'iot:Publish',
+        Resource: `arn:${partition}:iot:${region}:${account}:topic/things/*/ack`,
       },
     ],
   };

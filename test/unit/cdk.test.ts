@@ -36,6 +36,9 @@ const cdkJson = CdkJson.parse(JSON.parse(readFileSync(repoFile('cdk.json'), 'utf
  * `${construct path} ${rule id}`. There are none: every finding so far was fixed instead.
  */
 const EXPECTED_ACKNOWLEDGEMENTS: string[] = [
+  'Edgefleet/Functions/EventAckPolicy AwsSolutions-IAM5[Resource::<FunctionsEventAckLogsA6D9BD91.Arn>:*]',
+  'Edgefleet/Functions/EventAckPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/things/*/ack]',
+  'Edgefleet/Functions/EventAckPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/events/*]',
   'Edgefleet/Functions/CredentialVendingPolicy AwsSolutions-IAM5[Resource::<FunctionsCredentialVendingLogs41FC0B9A.Arn>:*]',
   'Edgefleet/Functions/CredentialVendingPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/things/*/credentials/response]',
   'Edgefleet/Functions/UploadRole AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/frames/*]',
