@@ -15,6 +15,7 @@ import {
   UploadSourceError,
 } from '../edge-component/errors.js';
 import type { IotChannel } from '../edge-component/ports.js';
+import { FileReidentificationStore } from '../edge-component/pseudonymize/store.js';
 import { assertThingObjectKey, S3Uploader, type UploadProgress } from '../edge-component/uploader.js';
 import { CliError } from './errors.js';
 import { parseFlags } from './options.js';
@@ -26,6 +27,40 @@ const UploadFlags = z.object({
   contentType: z.string().min(1).optional(),
   logLevel: z.enum(LOG_LEVELS).default('warn'),
 });
+
+const ReidentifyFlags = z.object({
+  token: z.string().regex(/^k[0-9]+\.[a-z2-7]{32}$/, 'must look like k1.<32 base32 characters>'),
+  config: z.string().min(1, 'is required'),
+});
+
+/**
+ * `gateway reidentify TOKEN --config FILE`: looks a pseudonym up in the gateway's own map (it never
+ * leaves the gateway) and prints the original value as JSON; an unknown token exits 1.
+ */
+export function gatewayReidentify(
+  raw: Record<string, unknown>,
+  io: { out: Writable; err: Writable } = { out: process.stdout, err: process.stderr },
+): void {
+  const flags = parseFlags(ReidentifyFlags, raw);
+  let config: ReturnType<typeof loadGatewayConfig>;
+  try {
+    config = loadGatewayConfig(flags.config);
+  } catch (err) {
+    if (err instanceof GatewayConfigError) throw new CliError(err.message, 2, { cause: err });
+    throw err;
+  }
+  if (!config.pseudonymization) {
+    throw new CliError(`${flags.config} has no pseudonymization section: nothing was pseudonymized`, 2);
+  }
+  const store = FileReidentificationStore.open(config.pseudonymization.mapFile);
+  try {
+    const value = store.get(flags.token);
+    if (value === undefined) throw new CliError(`unknown token ${flags.token}`, 1);
+    io.out.write(`${JSON.stringify(value)}\n`);
+  } finally {
+    store.close();
+  }
+}
 
 function mib(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
@@ -144,4 +179,12 @@ export function registerGatewayCommands(program: Command): void {
     .option('--content-type <type>', 'Content-Type of the object')
     .option('--log-level <level>', 'log level (JSON logs on stderr)', 'warn')
     .action((file: string, o: Record<string, unknown>) => gatewayUpload({ ...o, file }));
+  gateway
+    .command('reidentify')
+    .description(
+      "look a pseudonym up in the gateway's own re-identification map and print the original value",
+    )
+    .argument('<token>', 'a pseudonym, e.g. k1.abcdefghijklmnopqrstuvwxyz234567')
+    .requiredOption('--config <file>', 'gateway configuration (JSON) with a pseudonymization section')
+    .action((token: string, o: Record<string, unknown>) => gatewayReidentify({ ...o, token }));
 }

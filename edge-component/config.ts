@@ -12,6 +12,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { backoffSchema } from './backoff.js';
 import { GatewayConfigError } from './errors.js';
+import { PseudonymizationConfigSchema } from './pseudonymize/config.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -109,6 +110,8 @@ export const GatewayConfigSchema = section({
   storage: StorageConfigSchema,
   credentials: CredentialsConfigSchema.prefault({}),
   upload: UploadConfigSchema.prefault({}),
+  /** Sensitive-ID pseudonymization; absent: no field is pseudonymized. */
+  pseudonymization: PseudonymizationConfigSchema.optional(),
 }).superRefine((c, ctx) => {
   if (c.credentials.source === 'mqtt' && c.iot === undefined) {
     ctx.addIssue({ code: 'custom', path: ['iot'], message: "is required when credentials.source is 'mqtt'" });
@@ -156,6 +159,14 @@ export function parseGatewayConfig(
   }
   const config = r.data;
   const base = opts.baseDir;
+  if (base !== undefined && config.pseudonymization) {
+    const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+    config.pseudonymization = {
+      ...config.pseudonymization,
+      keyFile: abs(config.pseudonymization.keyFile),
+      mapFile: abs(config.pseudonymization.mapFile),
+    };
+  }
   if (base !== undefined && config.iot) {
     const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
     config.iot = {
