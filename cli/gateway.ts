@@ -14,6 +14,7 @@ import {
   InvalidObjectKeyError,
   UploadSourceError,
 } from '../edge-component/errors.js';
+import { Gateway } from '../edge-component/gateway.js';
 import type { IotChannel } from '../edge-component/ports.js';
 import { FileReidentificationStore } from '../edge-component/pseudonymize/store.js';
 import { assertThingObjectKey, S3Uploader, type UploadProgress } from '../edge-component/uploader.js';
@@ -165,6 +166,81 @@ export async function gatewayUpload(
   }
 }
 
+const RunFlags = z.object({
+  config: z.string().min(1, 'is required'),
+  duration: z.coerce
+    .number('must be a number of seconds')
+    .min(0, 'must not be negative')
+    .max(31_536_000, 'must be at most a year')
+    .optional(),
+  logLevel: z.enum(LOG_LEVELS).optional(),
+});
+
+/**
+ * `gateway run --config FILE [--duration SECONDS]`: runs the gateway (direct MQTT over mTLS, temporary
+ * credentials, S3 uploads) until SIGINT/SIGTERM or the duration ends, then stops it cleanly. Logs JSON
+ * lines on stdout.
+ */
+export async function gatewayRun(
+  raw: Record<string, unknown>,
+  io: { out: Writable } = { out: process.stdout },
+): Promise<void> {
+  const flags = parseFlags(RunFlags, raw);
+  let config: ReturnType<typeof loadGatewayConfig>;
+  try {
+    config = loadGatewayConfig(flags.config);
+  } catch (err) {
+    if (err instanceof GatewayConfigError) throw new CliError(err.message, 2, { cause: err });
+    throw err;
+  }
+  if (!config.iot) {
+    throw new CliError(`${flags.config}: iot is required for gateway run (direct MQTT over mutual TLS)`, 2);
+  }
+  const logger = pino({ level: flags.logLevel ?? config.logLevel }, io.out);
+  let stopRequested: (reason: string) => void = () => {};
+  const stopSignal = new Promise<string>((resolve) => {
+    stopRequested = resolve;
+  });
+  const onSigint = () => stopRequested('SIGINT');
+  const onSigterm = () => stopRequested('SIGTERM');
+  process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigterm);
+  let channel: IotChannel | undefined;
+  let provider: ReturnType<typeof credentialProviderFromConfig> | undefined;
+  let uploader: S3Uploader | undefined;
+  let gateway: Gateway | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    try {
+      channel = mqttChannelFromConfig(config.iot, config.thingName, { logger });
+    } catch (err) {
+      if (err instanceof GatewayConfigError) throw new CliError(err.message, 2, { cause: err });
+      throw err;
+    }
+    provider = credentialProviderFromConfig(config, { channel, logger });
+    uploader = S3Uploader.fromConfig(config, provider, { logger });
+    gateway = await Gateway.start(config, { channel, uploader, logger });
+    if (flags.duration !== undefined && flags.duration > 0) {
+      timer = setTimeout(() => stopRequested('duration'), flags.duration * 1000);
+    }
+    logger.info(
+      { thing: config.thingName, spool: config.spool.dir, durationSeconds: flags.duration ?? null },
+      'gateway ready',
+    );
+    const reason = await stopSignal;
+    logger.info({ reason }, 'stopping');
+  } finally {
+    if (timer) clearTimeout(timer);
+    await gateway?.stop();
+    uploader?.destroy();
+    await provider?.close();
+    await channel?.close();
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
+    logger.flush();
+  }
+}
+
 /** Adds the `gateway` command group. */
 export function registerGatewayCommands(program: Command): void {
   const gateway = program
@@ -179,6 +255,13 @@ export function registerGatewayCommands(program: Command): void {
     .option('--content-type <type>', 'Content-Type of the object')
     .option('--log-level <level>', 'log level (JSON logs on stderr)', 'warn')
     .action((file: string, o: Record<string, unknown>) => gatewayUpload({ ...o, file }));
+  gateway
+    .command('run')
+    .description('run the gateway: ingest, spool, batch uploads, events and health, until SIGINT/SIGTERM')
+    .requiredOption('--config <file>', 'gateway configuration (JSON)')
+    .option('--duration <seconds>', 'stop after this many seconds (default: run until a signal)')
+    .option('--log-level <level>', "log level (default: the configuration's logLevel)")
+    .action((o: Record<string, unknown>) => gatewayRun(o));
   gateway
     .command('reidentify')
     .description(

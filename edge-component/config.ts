@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { backoffSchema } from './backoff.js';
+import { BatchLimitsSchema } from './batching.js';
 import { GatewayConfigError } from './errors.js';
 import { PseudonymizationConfigSchema } from './pseudonymize/config.js';
 
@@ -97,6 +98,101 @@ export const UploadConfigSchema = section({
   backoff: backoffSchema({ initialDelayMs: 1000, maxDelayMs: 30_000 }),
 });
 
+/** Settings of one spool stream (see spool/spool.ts, after Greengrass's MessageStreamDefinition). */
+function streamSettings(defaults: {
+  maxSizeBytes: number;
+  segmentSizeBytes: number;
+  strategyOnFull: 'RejectNewData' | 'OverwriteOldestData';
+  priority: 'critical' | 'bulk';
+}) {
+  return section({
+    maxSizeBytes: int(1024, 1024 * GiB).default(defaults.maxSizeBytes),
+    segmentSizeBytes: int(1024, 1024 * GiB).default(defaults.segmentSizeBytes),
+    strategyOnFull: z
+      .enum(['RejectNewData', 'OverwriteOldestData'], "must be 'RejectNewData' or 'OverwriteOldestData'")
+      .default(defaults.strategyOnFull),
+    priority: z.enum(['critical', 'bulk'], "must be 'critical' or 'bulk'").default(defaults.priority),
+  })
+    .refine((s) => s.segmentSizeBytes <= s.maxSizeBytes, {
+      path: ['segmentSizeBytes'],
+      message: 'must not be larger than maxSizeBytes',
+    })
+    .prefault({});
+}
+
+/** The gateway's durable spool: one directory, four streams. */
+export const SpoolSectionSchema = section({
+  /** Directory of the spool (created if missing); relative paths resolve against the configuration file. */
+  dir: text.default('spool'),
+  /** Bytes all streams together may hold; unset: no global limit. */
+  maxTotalBytes: int(1024, 1024 * GiB).optional(),
+  streams: section({
+    telemetry: streamSettings({
+      maxSizeBytes: 256 * MiB,
+      segmentSizeBytes: 16 * MiB,
+      strategyOnFull: 'RejectNewData',
+      priority: 'critical',
+    }),
+    events: streamSettings({
+      maxSizeBytes: 64 * MiB,
+      segmentSizeBytes: 4 * MiB,
+      strategyOnFull: 'RejectNewData',
+      priority: 'critical',
+    }),
+    frames: streamSettings({
+      maxSizeBytes: 1 * GiB,
+      segmentSizeBytes: 16 * MiB,
+      strategyOnFull: 'OverwriteOldestData',
+      priority: 'bulk',
+    }),
+    /** Records and events that cannot be uploaded (malformed, failed pseudonymization, rejected); local only. */
+    deadletter: streamSettings({
+      maxSizeBytes: 64 * MiB,
+      segmentSizeBytes: 4 * MiB,
+      strategyOnFull: 'OverwriteOldestData',
+      priority: 'bulk',
+    }),
+  }).prefault({}),
+});
+
+export const EventsConfigSchema = section({
+  /** First retransmission of an unacknowledged event after this long; doubles up to retransmitMaxMs. */
+  retransmitInitialMs: int(10, 3_600_000).default(5000),
+  retransmitMaxMs: int(10, 86_400_000).default(300_000),
+}).refine((e) => e.retransmitInitialMs <= e.retransmitMaxMs, {
+  path: ['retransmitInitialMs'],
+  message: 'must not exceed retransmitMaxMs',
+});
+
+export const SimulatorConfigSchema = section({
+  /** One record per sensor every intervalMs. */
+  intervalMs: int(10, 86_400_000).default(1000),
+  sensors: int(1, 10_000).default(3),
+});
+
+export const LocalBrokerConfigSchema = section({
+  /** A plain local MQTT broker that sensors publish to, e.g. mqtt://127.0.0.1:1883. */
+  url: z.url({ protocol: /^(mqtt|mqtts|ws|wss|tcp)$/, error: 'must be an mqtt:// (or mqtts://, ws://) URL' }),
+  topics: z.array(text, typeError('an array of topic filters')).min(1, 'must list at least one topic'),
+});
+
+export const IngestConfigSchema = section({
+  /** Generates sensor records (for demos and tests); absent: off. */
+  simulator: SimulatorConfigSchema.optional(),
+  /** Records arrive as JSON messages on a local MQTT broker; absent: off. */
+  localBroker: LocalBrokerConfigSchema.optional(),
+});
+
+export const HealthConfigSchema = section({
+  /** How often the health named shadow is updated (while connected). */
+  intervalMs: int(100, 86_400_000).default(60_000),
+});
+
+export const DrainConfigSchema = section({
+  /** Batches uploaded at once while a backlog drains. */
+  concurrency: int(1, 64).default(2),
+});
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const GatewayConfigSchema = section({
@@ -112,6 +208,12 @@ export const GatewayConfigSchema = section({
   upload: UploadConfigSchema.prefault({}),
   /** Sensitive-ID pseudonymization; absent: no field is pseudonymized. */
   pseudonymization: PseudonymizationConfigSchema.optional(),
+  spool: SpoolSectionSchema.prefault({}),
+  batching: BatchLimitsSchema.prefault({}),
+  events: EventsConfigSchema.prefault({}),
+  ingest: IngestConfigSchema.prefault({}),
+  health: HealthConfigSchema.prefault({}),
+  drain: DrainConfigSchema.prefault({}),
 }).superRefine((c, ctx) => {
   if (c.credentials.source === 'mqtt' && c.iot === undefined) {
     ctx.addIssue({ code: 'custom', path: ['iot'], message: "is required when credentials.source is 'mqtt'" });
@@ -124,6 +226,10 @@ export type IotConfig = z.output<typeof IotConfigSchema>;
 export type AwsConfig = z.output<typeof AwsConfigSchema>;
 export type CredentialsConfig = z.output<typeof CredentialsConfigSchema>;
 export type UploadConfig = z.output<typeof UploadConfigSchema>;
+export type SpoolSection = z.output<typeof SpoolSectionSchema>;
+export type EventsConfig = z.output<typeof EventsConfigSchema>;
+export type IngestConfig = z.output<typeof IngestConfigSchema>;
+export type SimulatorConfig = z.output<typeof SimulatorConfigSchema>;
 
 /** `a.b: message` for each issue; unknown fields are named by their own path. */
 export function describeIssues(error: z.ZodError): { path: string; message: string }[] {
@@ -166,6 +272,9 @@ export function parseGatewayConfig(
       keyFile: abs(config.pseudonymization.keyFile),
       mapFile: abs(config.pseudonymization.mapFile),
     };
+  }
+  if (base !== undefined && !isAbsolute(config.spool.dir)) {
+    config.spool = { ...config.spool, dir: resolve(base, config.spool.dir) };
   }
   if (base !== undefined && config.iot) {
     const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));

@@ -1,0 +1,752 @@
+/**
+ * The gateway runtime: wires ingest, pseudonymization, the durable spool, batching, uploads, exactly-once
+ * events and the health shadow together. Everything it talks to is injected (ports and adapters).
+ *
+ * - Ingest: a record (an object, or JSON text/bytes from the simulator or a local MQTT broker) must be a
+ *   JSON object; it is pseudonymized (when configured) and appended to the `telemetry` stream. It
+ *   counts as accepted only once that append is durable. A malformed record, or one whose
+ *   pseudonymization fails, goes to the `deadletter` stream with the reason, never anywhere else. The
+ *   deadletter stream stays on the gateway (it is never uploaded), so raw IDs in it never leave the site.
+ * - Telemetry: the upload loop reads the head of the `telemetry` stream, cuts batches with cutBatch
+ *   (limits from `batching`), uploads up to `drain.concurrency` of them at once, and acks the spool up
+ *   to the last batch of the uploaded prefix. A failed batch is kept (in memory, the very same batch,
+ *   so a retry writes the same key and bytes) and retried with exponential backoff. Nothing is tried
+ *   while the IoT channel is down (credentials come over it); on reconnect the backlog drains oldest
+ *   first while new records keep being spooled.
+ * - Events: `emitEvent()` spools the event (UUID msgId) in the `events` stream, publishes it QoS 1 on
+ *   `dt/{thing}/events` and retransmits it with exponential backoff (retransmitInitialMs doubling up to
+ *   retransmitMaxMs) until `{msgId, status}` arrives on `things/{thing}/ack`; then the entry is acked
+ *   (ackOne). `accepted`/`duplicate` settle it; `rejected` moves it to deadletter. Acks for unknown ids
+ *   (late duplicates) are ignored. Events still in the spool at start are retransmitted.
+ * - Health: every `health.intervalMs` (and on each reconnect) the `health` named shadow gets the spool
+ *   figures, the last upload and event-ack times and the deadletter depth, while connected.
+ * - stop(): stops ingest and the loops, uploads what is left as final batches (cutBatch with
+ *   shuttingDown) if connected, and closes the spool; whatever could not be uploaded stays spooled.
+ */
+import { randomUUID } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import pino, { type Logger } from 'pino';
+import { AckSchema, EventSchema, eventTopics } from '../protocol/events.js';
+import { shadowTopics } from '../protocol/topics.js';
+import { type BatchEntry, type Batch as CutBatch, cutBatch } from './batching.js';
+import { systemClock } from './clock.js';
+import type { GatewayConfig } from './config.js';
+import { EdgeError } from './errors.js';
+import type { ChannelState, Clock, IotChannel, Unsubscribe } from './ports.js';
+import { KeyRing } from './pseudonymize/keyring.js';
+import { Pseudonymizer } from './pseudonymize/pseudonymizer.js';
+import { FileReidentificationStore } from './pseudonymize/store.js';
+import { type SimulatorHandle, startSimulator } from './simulator.js';
+import { type JsonValue, Spool, type SpoolEntry } from './spool/index.js';
+import type { UploadRequest, UploadResult } from './uploader.js';
+
+export class GatewayError extends EdgeError {}
+/** ingest()/emitEvent() after stop() began. */
+export class GatewayStoppedError extends GatewayError {}
+/** emitEvent() with an invalid type or data; the message names the field. */
+export class InvalidEventError extends GatewayError {}
+
+export const STREAMS = {
+  telemetry: 'telemetry',
+  events: 'events',
+  frames: 'frames',
+  deadletter: 'deadletter',
+} as const;
+
+/** What the gateway needs of an uploader (S3Uploader in production). */
+export interface BatchUploader {
+  upload(req: UploadRequest): Promise<UploadResult>;
+}
+
+export interface GatewayDeps {
+  channel: IotChannel;
+  uploader: BatchUploader;
+  logger?: Logger;
+  clock?: Clock;
+  /**
+   * Overrides the pseudonymizer built from `config.pseudonymization` (key file and map file);
+   * null: no pseudonymization even if configured.
+   */
+  pseudonymizer?: Pseudonymizer | null;
+}
+
+export type IngestResult =
+  | { accepted: true; seq: number }
+  | { accepted: false; reason: string; deadletterSeq: number };
+
+export interface GatewayCounters {
+  accepted: number;
+  deadlettered: number;
+  uploadedBatches: number;
+  uploadedRecords: number;
+  uploadFailures: number;
+  eventsEmitted: number;
+  eventsAcked: number;
+  eventsRejected: number;
+  eventPublishes: number;
+  healthReports: number;
+}
+
+interface PendingBatch {
+  batch: CutBatch;
+  done: boolean;
+}
+
+interface OutstandingEvent {
+  msgId: string;
+  seq: number;
+  payload: string;
+  attempts: number;
+  nextAt: number;
+}
+
+/** Sleep that `kick()` ends early (a kick before the sleep ends the next sleep at once). */
+class Wakeup {
+  private ctrl = new AbortController();
+  constructor(
+    private readonly clock: Clock,
+    private readonly stop: AbortSignal,
+  ) {}
+  kick(): void {
+    this.ctrl.abort();
+  }
+  async sleep(ms: number): Promise<void> {
+    const ctrl = this.ctrl;
+    if (!ctrl.signal.aborted && !this.stop.aborted) {
+      try {
+        await this.clock.sleep(Math.max(0, ms), AbortSignal.any([ctrl.signal, this.stop]));
+      } catch {
+        // woken up
+      }
+    }
+    if (this.ctrl === ctrl && ctrl.signal.aborted) this.ctrl = new AbortController();
+  }
+}
+
+const IDLE_MS = 3_600_000;
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** Builds the pseudonymizer of `config.pseudonymization` (creating the key file on first use). */
+async function pseudonymizerFromConfig(
+  config: GatewayConfig,
+  logger: Logger,
+): Promise<{ pseudonymizer: Pseudonymizer; store: FileReidentificationStore } | undefined> {
+  const p = config.pseudonymization;
+  if (!p) return undefined;
+  const keys = existsSync(p.keyFile) ? await KeyRing.load(p.keyFile) : await KeyRing.create(p.keyFile);
+  const store = FileReidentificationStore.open(p.mapFile, { logger });
+  return { pseudonymizer: new Pseudonymizer({ fields: p.fields, keys, store, logger }), store };
+}
+
+export class Gateway {
+  readonly counters: GatewayCounters = {
+    accepted: 0,
+    deadlettered: 0,
+    uploadedBatches: 0,
+    uploadedRecords: 0,
+    uploadFailures: 0,
+    eventsEmitted: 0,
+    eventsAcked: 0,
+    eventsRejected: 0,
+    eventPublishes: 0,
+    healthReports: 0,
+  };
+  lastUploadAt: number | null = null;
+  lastEventAckAt: number | null = null;
+
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly stopCtrl = new AbortController();
+  private readonly uploadWake: Wakeup;
+  private readonly eventWake: Wakeup;
+  private readonly healthWake: Wakeup;
+  private readonly outstanding = new Map<string, OutstandingEvent>();
+  private readonly tracked = new Set<Promise<unknown>>();
+  private pending: PendingBatch[] = [];
+  /**
+   * Batches cut but not yet acked in the spool, first sequence -> last sequence, kept in a file beside
+   * the spool: after a restart between an upload and its ack, the same records are cut into the same
+   * batch again (same key, same bytes), so `If-None-Match` finds the earlier upload instead of writing the
+   * records a second time under another key.
+   */
+  private cuts = new Map<number, number>();
+  private appendedSinceRound = 0;
+  /** The upload loop waits out a failure: new records must not cut the backoff short. */
+  private uploadBackingOff = false;
+  private stopping = false;
+  private stopped: Promise<void> | undefined;
+  private loops: Promise<void>[] = [];
+  private unsubscribeAck: Unsubscribe | undefined;
+  private offState: (() => void) | undefined;
+  private simulator: SimulatorHandle | undefined;
+  private localBroker: MqttClient | undefined;
+  private readonly topics: ReturnType<typeof eventTopics>;
+  private readonly healthTopic: string;
+
+  private constructor(
+    readonly config: GatewayConfig,
+    readonly spool: Spool,
+    private readonly channel: IotChannel,
+    private readonly uploader: BatchUploader,
+    private readonly pseudonymizer: Pseudonymizer | undefined,
+    private readonly ownedStore: FileReidentificationStore | undefined,
+    logger: Logger,
+    clock: Clock,
+  ) {
+    this.log = logger.child({ component: 'gateway', thing: config.thingName });
+    this.clock = clock;
+    this.uploadWake = new Wakeup(clock, this.stopCtrl.signal);
+    this.eventWake = new Wakeup(clock, this.stopCtrl.signal);
+    this.healthWake = new Wakeup(clock, this.stopCtrl.signal);
+    this.topics = eventTopics(config.thingName);
+    this.healthTopic = shadowTopics(config.thingName, 'health').update;
+  }
+
+  /** Opens the spool, resumes unacknowledged events, subscribes to acks and starts the loops and ingest. */
+  static async start(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
+    const logger = deps.logger ?? pino({ level: 'silent' });
+    const clock = deps.clock ?? systemClock;
+    let pseudonymizer: Pseudonymizer | undefined;
+    let store: FileReidentificationStore | undefined;
+    if (deps.pseudonymizer !== undefined) {
+      pseudonymizer = deps.pseudonymizer ?? undefined;
+    } else {
+      const built = await pseudonymizerFromConfig(config, logger);
+      pseudonymizer = built?.pseudonymizer;
+      store = built?.store;
+    }
+    const s = config.spool;
+    let spool: Spool;
+    try {
+      spool = await Spool.open(
+        {
+          dir: s.dir,
+          ...(s.maxTotalBytes !== undefined ? { maxTotalBytes: s.maxTotalBytes } : {}),
+          streams: Object.values(STREAMS).map((name) => ({ name, ...s.streams[name] })),
+        },
+        { logger, clock },
+      );
+    } catch (err) {
+      store?.close();
+      throw err;
+    }
+    const gw = new Gateway(config, spool, deps.channel, deps.uploader, pseudonymizer, store, logger, clock);
+    try {
+      await gw.init();
+    } catch (err) {
+      await gw.stop().catch(() => {});
+      throw err;
+    }
+    return gw;
+  }
+
+  private get cutsFile(): string {
+    return join(this.config.spool.dir, 'telemetry-cuts.json');
+  }
+
+  private loadCuts(): void {
+    if (!existsSync(this.cutsFile)) return;
+    const parsed = JSON.parse(readFileSync(this.cutsFile, 'utf8')) as [number, number][];
+    this.cuts = new Map(
+      parsed.filter(([a, b]) => Number.isSafeInteger(a) && Number.isSafeInteger(b) && a <= b),
+    );
+  }
+
+  /** Writes the cut ranges atomically (temp file, fsync, rename). */
+  private saveCuts(): void {
+    const tmp = `${this.cutsFile}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify([...this.cuts]));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.cutsFile);
+  }
+
+  private async init(): Promise<void> {
+    this.loadCuts();
+    await this.loadOutstandingEvents();
+    this.offState = this.channel.onStateChange((state) => this.onChannelState(state));
+    this.unsubscribeAck = await this.channel.subscribe(
+      this.topics.ack,
+      (_topic, payload) => this.onAck(payload),
+      1,
+    );
+    this.loops = [this.uploadLoop(), this.eventLoop(), this.healthLoop()];
+    const ingest = this.config.ingest;
+    if (ingest.simulator) {
+      this.simulator = startSimulator(
+        ingest.simulator,
+        this.clock,
+        (r) => this.ingest(r),
+        (err) => this.log.warn({ err: describe(err) }, 'simulated record not accepted'),
+      );
+    }
+    if (ingest.localBroker) this.startLocalBroker(ingest.localBroker.url, ingest.localBroker.topics);
+    this.log.info(
+      { spool: this.config.spool.dir, outstandingEvents: this.outstanding.size },
+      'gateway started',
+    );
+  }
+
+  // ---------------------------------------------------------------- ingest
+
+  /**
+   * Accepts one record: a JSON object, or JSON text/bytes of one. Resolves once it is durable in the
+   * telemetry spool (accepted) or in the deadletter stream (with the reason). Rejects with
+   * SpoolFullError when the spool refuses it, GatewayStoppedError after stop().
+   */
+  async ingest(record: unknown): Promise<IngestResult> {
+    if (this.stopping) throw new GatewayStoppedError('the gateway is stopping: record not accepted');
+    let value: unknown = record;
+    if (typeof record === 'string' || record instanceof Uint8Array) {
+      const text = typeof record === 'string' ? record : Buffer.from(record).toString('utf8');
+      try {
+        value = JSON.parse(text);
+      } catch (err) {
+        return this.deadletter('ingest', `malformed JSON: ${describe(err)}`, { text });
+      }
+    }
+    if (!isPlainObject(value)) {
+      const kind = Array.isArray(value) ? 'an array' : value === null ? 'null' : `a ${typeof value}`;
+      return this.deadletter('ingest', `a record must be a JSON object, got ${kind}`, {
+        record: value as JsonValue,
+      });
+    }
+    let out: Record<string, unknown> = value;
+    if (this.pseudonymizer) {
+      try {
+        out = this.pseudonymizer.apply(value).record;
+      } catch (err) {
+        return this.deadletter('ingest', `pseudonymization failed: ${describe(err)}`, {
+          record: value as JsonValue,
+        });
+      }
+    }
+    let json: string;
+    try {
+      json = JSON.stringify(out);
+    } catch (err) {
+      return this.deadletter('ingest', `record cannot be serialized: ${describe(err)}`, {});
+    }
+    const { seq } = await this.spool.append(STREAMS.telemetry, Buffer.from(json));
+    this.counters.accepted++;
+    this.appendedSinceRound++;
+    // The first record after a round wakes the loop so that it arms the age timer of the open batch
+    // (an idle loop sleeps for an hour); a full batch wakes it to upload at once.
+    if (
+      (this.appendedSinceRound === 1 && !this.uploadBackingOff) ||
+      this.appendedSinceRound >= this.config.batching.maxRecords
+    ) {
+      this.uploadWake.kick();
+    }
+    return { accepted: true, seq };
+  }
+
+  private async deadletter(
+    source: 'ingest' | 'event',
+    reason: string,
+    body: { text?: string; record?: JsonValue; event?: JsonValue },
+  ): Promise<IngestResult & { accepted: false }> {
+    const entry = { source, reason, at: this.clock.now(), ...body };
+    const { seq } = await this.spool.append(STREAMS.deadletter, Buffer.from(JSON.stringify(entry)));
+    this.counters.deadlettered++;
+    // The reason never holds a record's values (pseudonymizer errors name paths only).
+    this.log.warn({ source, reason, deadletterSeq: seq }, 'moved to deadletter');
+    return { accepted: false, reason, deadletterSeq: seq };
+  }
+
+  private startLocalBroker(url: string, topics: string[]): void {
+    const client = mqtt.connect(url, { reconnectPeriod: 1000, clean: true });
+    // Acknowledge (PUBACK) a QoS 1 message only after the record is durable (or deadlettered).
+    client.handleMessage = (packet, callback) => {
+      this.ingest(packet.payload).then(
+        () => callback(),
+        (err: unknown) => {
+          this.log.error({ err: describe(err), topic: packet.topic }, 'local record not accepted');
+          callback();
+        },
+      );
+    };
+    client.on('connect', () => {
+      client.subscribe(topics, { qos: 1 }, (err) => {
+        if (err) this.log.error({ err: describe(err), url }, 'local broker subscription failed');
+        else this.log.info({ url, topics }, 'subscribed to the local broker');
+      });
+    });
+    client.on('error', (err) => this.log.warn({ err: describe(err), url }, 'local broker error'));
+    this.localBroker = client;
+  }
+
+  // ---------------------------------------------------------------- telemetry uploads
+
+  private async uploadLoop(): Promise<void> {
+    let failures = 0;
+    const b = this.config.upload.backoff;
+    while (!this.stopping) {
+      if (!this.channel.connected) {
+        await this.uploadWake.sleep(IDLE_MS);
+        continue;
+      }
+      let delay: number;
+      try {
+        const r = await this.uploadRound(false);
+        if (r.failed) {
+          failures++;
+          delay = Math.min(b.maxDelayMs, b.initialDelayMs * 2 ** Math.min(20, failures - 1));
+        } else {
+          failures = 0;
+          if (r.progress) continue;
+          delay = r.waitMs ?? IDLE_MS;
+        }
+      } catch (err) {
+        if (this.stopping) break;
+        failures++;
+        delay = Math.min(b.maxDelayMs, b.initialDelayMs * 2 ** Math.min(20, failures - 1));
+        this.log.error({ err: describe(err), retryInMs: delay }, 'upload loop failed');
+      }
+      this.uploadBackingOff = failures > 0;
+      await this.uploadWake.sleep(delay);
+      this.uploadBackingOff = false;
+    }
+  }
+
+  /**
+   * Cuts up to `drain.concurrency` batches from the head of the telemetry stream (all that are left
+   * when shutting down), uploads the new ones at once and acks the uploaded prefix.
+   */
+  private async uploadRound(
+    shuttingDown: boolean,
+  ): Promise<{ progress: boolean; failed: boolean; waitMs?: number }> {
+    const limits = this.config.batching;
+    const now = this.clock.now();
+    let waitMs: number | undefined;
+    this.appendedSinceRound = 0;
+    while (this.pending.length < this.config.drain.concurrency) {
+      const last = this.pending[this.pending.length - 1];
+      const entries = await this.spool.read(STREAMS.telemetry, {
+        fromSeq: last ? last.batch.lastSeq + 1 : 0,
+        maxEntries: limits.maxRecords,
+        maxBytes: limits.maxBytes * 2,
+      });
+      const first = entries[0];
+      if (!first) break;
+      // A batch cut before a restart is cut again exactly: its recorded entries, closed now.
+      const recordedLast = this.cuts.get(first.seq);
+      const cut = cutBatch(
+        this.config.thingName,
+        STREAMS.telemetry,
+        (recordedLast === undefined ? entries : entries.filter((e) => e.seq <= recordedLast)).map(
+          toBatchEntry,
+        ),
+        limits,
+        now,
+        shuttingDown || recordedLast !== undefined,
+      );
+      if (!cut) {
+        waitMs = Math.max(1, first.timestamp + limits.maxAgeMs - now);
+        break;
+      }
+      if (recordedLast === undefined) {
+        this.cuts.set(cut.batch.firstSeq, cut.batch.lastSeq);
+        this.saveCuts();
+      }
+      this.pending.push({ batch: cut.batch, done: false });
+    }
+    if (this.pending.length === 0) return { progress: false, failed: false, ...(waitMs ? { waitMs } : {}) };
+    const signal = shuttingDown ? undefined : this.stopCtrl.signal;
+    const results = await Promise.allSettled(
+      this.pending.filter((p) => !p.done).map((p) => this.uploadBatch(p, signal)),
+    );
+    let ackTo: number | undefined;
+    while (this.pending[0]?.done) ackTo = this.pending.shift()!.batch.lastSeq;
+    if (ackTo !== undefined) {
+      await this.spool.ack(STREAMS.telemetry, ackTo);
+      for (const [firstSeq, lastSeq] of this.cuts) if (lastSeq <= ackTo) this.cuts.delete(firstSeq);
+      this.saveCuts();
+    }
+    const failed = results.some((r) => r.status === 'rejected');
+    return { progress: ackTo !== undefined, failed, ...(waitMs ? { waitMs } : {}) };
+  }
+
+  private async uploadBatch(p: PendingBatch, signal: AbortSignal | undefined): Promise<void> {
+    const { batch } = p;
+    try {
+      const result = await this.uploader.upload({
+        key: batch.key,
+        source: { data: batch.body },
+        contentType: 'application/gzip',
+        metadata: {
+          records: String(batch.records),
+          'first-seq': String(batch.firstSeq),
+          'last-seq': String(batch.lastSeq),
+        },
+        ...(signal ? { signal } : {}),
+      });
+      p.done = true;
+      this.counters.uploadedBatches++;
+      this.counters.uploadedRecords += batch.records;
+      this.lastUploadAt = this.clock.now();
+      this.log.info(
+        {
+          key: batch.key,
+          records: batch.records,
+          bytes: result.bytes,
+          alreadyUploaded: result.alreadyUploaded,
+        },
+        'batch uploaded',
+      );
+    } catch (err) {
+      this.counters.uploadFailures++;
+      if (!this.stopCtrl.signal.aborted || signal === undefined)
+        this.log.warn({ key: batch.key, err: describe(err) }, 'batch upload failed; kept in the spool');
+      throw err;
+    }
+  }
+
+  // ---------------------------------------------------------------- events
+
+  /**
+   * Spools an event and sends it until the cloud acknowledges it. Resolves with its msgId once it is
+   * durable in the spool.
+   */
+  async emitEvent(type: string, data: Record<string, unknown> = {}): Promise<{ msgId: string; seq: number }> {
+    if (this.stopping) throw new GatewayStoppedError('the gateway is stopping: event not accepted');
+    const parsed = EventSchema.safeParse({ msgId: randomUUID(), type, ts: this.clock.now(), data });
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new InvalidEventError(
+        `invalid event: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'}`,
+      );
+    }
+    const event = parsed.data;
+    const payload = JSON.stringify(event);
+    const { seq } = await this.spool.append(STREAMS.events, Buffer.from(payload));
+    this.counters.eventsEmitted++;
+    this.outstanding.set(event.msgId, {
+      msgId: event.msgId,
+      seq,
+      payload,
+      attempts: 0,
+      nextAt: this.clock.now(),
+    });
+    this.eventWake.kick();
+    return { msgId: event.msgId, seq };
+  }
+
+  /** Events sent and not yet acknowledged. */
+  get outstandingEvents(): number {
+    return this.outstanding.size;
+  }
+
+  private async loadOutstandingEvents(): Promise<void> {
+    let from = 0;
+    const now = this.clock.now();
+    for (;;) {
+      const entries = await this.spool.read(STREAMS.events, {
+        fromSeq: from,
+        maxEntries: 1000,
+        maxBytes: 16 * 1024 * 1024,
+      });
+      if (entries.length === 0) return;
+      for (const e of entries) {
+        from = e.seq + 1;
+        const payload = Buffer.from(e.bytes).toString('utf8');
+        let msgId: string | undefined;
+        try {
+          msgId = EventSchema.parse(JSON.parse(payload)).msgId;
+        } catch (err) {
+          await this.deadletter('event', `spooled event unreadable: ${describe(err)}`, { text: payload });
+          await this.spool.ackOne(STREAMS.events, e.seq);
+          continue;
+        }
+        this.outstanding.set(msgId, { msgId, seq: e.seq, payload, attempts: 0, nextAt: now });
+      }
+    }
+  }
+
+  private retransmitDelay(attempts: number): number {
+    const e = this.config.events;
+    return Math.min(e.retransmitMaxMs, e.retransmitInitialMs * 2 ** Math.min(30, attempts - 1));
+  }
+
+  private async eventLoop(): Promise<void> {
+    while (!this.stopping) {
+      let nextAt = Number.POSITIVE_INFINITY;
+      if (this.channel.connected) {
+        const now = this.clock.now();
+        const due: OutstandingEvent[] = [];
+        for (const o of this.outstanding.values()) {
+          if (o.nextAt <= now) {
+            o.attempts++;
+            o.nextAt = now + this.retransmitDelay(o.attempts);
+            due.push(o);
+          }
+          nextAt = Math.min(nextAt, o.nextAt);
+        }
+        for (let i = 0; i < due.length && !this.stopping; i += 32) {
+          await Promise.all(due.slice(i, i + 32).map((o) => this.publishEvent(o)));
+        }
+      }
+      const wait = nextAt === Number.POSITIVE_INFINITY ? IDLE_MS : nextAt - this.clock.now();
+      await this.eventWake.sleep(wait);
+    }
+  }
+
+  private async publishEvent(o: OutstandingEvent): Promise<void> {
+    try {
+      this.counters.eventPublishes++;
+      await this.channel.publish(this.topics.events, o.payload, 1);
+      this.log.debug({ msgId: o.msgId, attempt: o.attempts }, 'event sent');
+    } catch (err) {
+      this.log.debug({ msgId: o.msgId, err: describe(err) }, 'event not sent; will retransmit');
+    }
+  }
+
+  private onAck(payload: Buffer): void {
+    let json: unknown;
+    try {
+      json = JSON.parse(payload.toString('utf8'));
+    } catch {
+      this.log.warn('ack is not JSON; ignored');
+      return;
+    }
+    const r = AckSchema.safeParse(json);
+    if (!r.success) {
+      this.log.warn({ issues: r.error.issues.map((i) => i.path.join('.')) }, 'invalid ack; ignored');
+      return;
+    }
+    const ack = r.data;
+    const o = this.outstanding.get(ack.msgId);
+    if (!o) {
+      this.log.debug(
+        { msgId: ack.msgId, status: ack.status },
+        'ack for no outstanding event (late or duplicate)',
+      );
+      return;
+    }
+    this.outstanding.delete(ack.msgId);
+    this.track(this.settleEvent(o, ack.status, ack.error));
+  }
+
+  private async settleEvent(o: OutstandingEvent, status: string, error: string | undefined): Promise<void> {
+    try {
+      if (status === 'rejected') {
+        let event: JsonValue;
+        try {
+          event = JSON.parse(o.payload) as JsonValue;
+        } catch {
+          event = o.payload;
+        }
+        await this.deadletter('event', `rejected by the cloud: ${error ?? 'no reason given'}`, { event });
+      }
+      await this.spool.ackOne(STREAMS.events, o.seq);
+      this.lastEventAckAt = this.clock.now();
+      if (status === 'rejected') this.counters.eventsRejected++;
+      else this.counters.eventsAcked++;
+      this.log.debug({ msgId: o.msgId, status }, 'event settled');
+    } catch (err) {
+      // Still in the spool: it is sent again after a restart, and the cloud answers `duplicate`.
+      this.log.error({ msgId: o.msgId, err: describe(err) }, 'cannot settle an acknowledged event');
+    }
+  }
+
+  // ---------------------------------------------------------------- health
+
+  /** The `reported` state of the health shadow. */
+  healthReport(): Record<string, unknown> {
+    const stats = this.spool.stats();
+    const spool: Record<string, { depth: number; bytes: number; oldestAgeMs: number | null }> = {};
+    let deadletter = 0;
+    for (const s of stats.streams) {
+      spool[s.name] = { depth: s.depth, bytes: s.bytes, oldestAgeMs: s.oldestUnackedAgeMs };
+      if (s.name === STREAMS.deadletter) deadletter = s.depth;
+    }
+    return {
+      spool,
+      lastUploadAt: this.lastUploadAt,
+      lastEventAckAt: this.lastEventAckAt,
+      deadletter,
+      outstandingEvents: this.outstanding.size,
+    };
+  }
+
+  private async healthLoop(): Promise<void> {
+    while (!this.stopping) {
+      if (this.channel.connected) {
+        try {
+          const doc = { state: { reported: this.healthReport() } };
+          await this.channel.publish(this.healthTopic, JSON.stringify(doc), 1);
+          this.counters.healthReports++;
+        } catch (err) {
+          this.log.debug({ err: describe(err) }, 'health report not sent');
+        }
+      }
+      await this.healthWake.sleep(this.config.health.intervalMs);
+    }
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  private onChannelState(state: ChannelState): void {
+    this.log.info({ state }, 'IoT channel state');
+    if (state !== 'connected') return;
+    const now = this.clock.now();
+    for (const o of this.outstanding.values()) o.nextAt = now;
+    this.eventWake.kick();
+    this.uploadWake.kick();
+    this.healthWake.kick();
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.tracked.add(p);
+    void p.finally(() => this.tracked.delete(p));
+  }
+
+  /** Stops ingest and the loops, uploads what is left if connected, closes the spool; idempotent. */
+  stop(): Promise<void> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  private async doStop(): Promise<void> {
+    this.stopping = true;
+    await this.simulator?.stop();
+    const broker = this.localBroker;
+    if (broker) await broker.endAsync().catch(() => {});
+    this.stopCtrl.abort();
+    await Promise.allSettled(this.loops);
+    this.offState?.();
+    await this.unsubscribeAck?.().catch(() => {});
+    await Promise.allSettled([...this.tracked]);
+    if (this.channel.connected) {
+      try {
+        for (;;) {
+          const r = await this.uploadRound(true);
+          if (r.failed || !r.progress) break;
+        }
+      } catch (err) {
+        this.log.warn({ err: describe(err) }, 'final upload failed; the records stay spooled');
+      }
+    }
+    const left = this.spool.stats().streams.find((s) => s.name === STREAMS.telemetry)?.depth ?? 0;
+    await this.spool.close();
+    this.ownedStore?.close();
+    this.log.info({ spooledTelemetry: left, outstandingEvents: this.outstanding.size }, 'gateway stopped');
+  }
+}
+
+function toBatchEntry(e: SpoolEntry): BatchEntry {
+  return { seq: e.seq, ts: e.timestamp, json: Buffer.from(e.bytes).toString('utf8') };
+}
