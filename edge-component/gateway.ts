@@ -523,7 +523,18 @@ export class Gateway {
    */
   async emitEvent(type: string, data: Record<string, unknown> = {}): Promise<{ msgId: string; seq: number }> {
     if (this.stopping) throw new GatewayStoppedError('the gateway is stopping: event not accepted');
-    const parsed = EventSchema.safeParse({ msgId: randomUUID(), type, ts: this.clock.now(), data });
+    // Events leave the gateway too: their data gets the same pseudonyms as records.
+    let safeData = data;
+    if (this.pseudonymizer) {
+      try {
+        safeData = this.pseudonymizer.apply(data).record as Record<string, unknown>;
+      } catch (err) {
+        throw new InvalidEventError(`invalid event: pseudonymization failed: ${describe(err)}`, {
+          cause: err,
+        });
+      }
+    }
+    const parsed = EventSchema.safeParse({ msgId: randomUUID(), type, ts: this.clock.now(), data: safeData });
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new InvalidEventError(

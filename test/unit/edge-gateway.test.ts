@@ -236,6 +236,22 @@ describe('events', () => {
   });
 });
 
+describe('pseudonymization of events', () => {
+  it('replaces configured IDs in event data before the event is spooled or published', async () => {
+    const store = new MemoryReidentificationStore();
+    const pseudonymizer = new Pseudonymizer({ fields: ['$.operatorId'], keys: KeyRing.generate(), store });
+    const { gw, events } = await setup({ pseudonymizer });
+    await gw.emitEvent('alarm', { operatorId: 'OP-4711', code: 'E1' });
+    await until(() => events().length >= 1, 'event published');
+    const sent = Buffer.from(events()[0]!.payload).toString();
+    expect(sent).not.toContain('OP-4711');
+    expect(JSON.parse(sent).data.operatorId).toMatch(/^k1\.[a-z2-7]{32}$/);
+    await expect(gw.emitEvent('alarm', { operatorId: { nested: 1 } })).rejects.toThrow(
+      /pseudonymization failed/,
+    );
+  });
+});
+
 describe('ingest and deadletter routing', () => {
   it('accepts JSON objects, deadletters malformed records and failed pseudonymization, never spooling raw IDs', async () => {
     const store = new MemoryReidentificationStore();
