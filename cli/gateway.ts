@@ -29,6 +29,16 @@ const UploadFlags = z.object({
   logLevel: z.enum(LOG_LEVELS).default('warn'),
 });
 
+/** Loads the gateway configuration; a bad one is a usage error (exit 2) naming the field. */
+function loadConfig(path: string): ReturnType<typeof loadGatewayConfig> {
+  try {
+    return loadGatewayConfig(path);
+  } catch (err) {
+    if (err instanceof GatewayConfigError) throw new CliError(err.message, 2, { cause: err });
+    throw err;
+  }
+}
+
 const ReidentifyFlags = z.object({
   token: z.string().regex(/^k[0-9]+\.[a-z2-7]{32}$/, 'must look like k1.<32 base32 characters>'),
   config: z.string().min(1, 'is required'),
@@ -43,13 +53,7 @@ export function gatewayReidentify(
   io: { out: Writable; err: Writable } = { out: process.stdout, err: process.stderr },
 ): void {
   const flags = parseFlags(ReidentifyFlags, raw);
-  let config: ReturnType<typeof loadGatewayConfig>;
-  try {
-    config = loadGatewayConfig(flags.config);
-  } catch (err) {
-    if (err instanceof GatewayConfigError) throw new CliError(err.message, 2, { cause: err });
-    throw err;
-  }
+  const config = loadConfig(flags.config);
   if (!config.pseudonymization) {
     throw new CliError(`${flags.config} has no pseudonymization section: nothing was pseudonymized`, 2);
   }
@@ -73,13 +77,7 @@ export async function gatewayUpload(
   io: { out: Writable; err: Writable } = { out: process.stdout, err: process.stderr },
 ): Promise<void> {
   const flags = parseFlags(UploadFlags, raw);
-  let config: ReturnType<typeof loadGatewayConfig>;
-  try {
-    config = loadGatewayConfig(flags.config);
-  } catch (err) {
-    if (err instanceof GatewayConfigError) throw new CliError(err.message, 2, { cause: err });
-    throw err;
-  }
+  const config = loadConfig(flags.config);
   let size: number;
   try {
     const st = statSync(flags.file);
@@ -186,13 +184,7 @@ export async function gatewayRun(
   io: { out: Writable } = { out: process.stdout },
 ): Promise<void> {
   const flags = parseFlags(RunFlags, raw);
-  let config: ReturnType<typeof loadGatewayConfig>;
-  try {
-    config = loadGatewayConfig(flags.config);
-  } catch (err) {
-    if (err instanceof GatewayConfigError) throw new CliError(err.message, 2, { cause: err });
-    throw err;
-  }
+  const config = loadConfig(flags.config);
   if (!config.iot) {
     throw new CliError(`${flags.config}: iot is required for gateway run (direct MQTT over mutual TLS)`, 2);
   }
