@@ -176,11 +176,18 @@ export const LocalBrokerConfigSchema = section({
   topics: z.array(text, typeError('an array of topic filters')).min(1, 'must list at least one topic'),
 });
 
+export const LocalPubSubConfigSchema = section({
+  /** Greengrass local publish/subscribe topics (filters) on which sensor components publish records. */
+  topics: z.array(text, typeError('an array of topic filters')).min(1, 'must list at least one topic'),
+});
+
 export const IngestConfigSchema = section({
   /** Generates sensor records (for demos and tests); absent: off. */
   simulator: SimulatorConfigSchema.optional(),
   /** Records arrive as JSON messages on a local MQTT broker; absent: off. */
   localBroker: LocalBrokerConfigSchema.optional(),
+  /** Under Greengrass: records arrive on local publish/subscribe (IPC SubscribeToTopic); absent: off. */
+  localPubSub: LocalPubSubConfigSchema.optional(),
 });
 
 export const HealthConfigSchema = section({
@@ -214,11 +221,32 @@ export const GatewayConfigSchema = section({
   ingest: IngestConfigSchema.prefault({}),
   health: HealthConfigSchema.prefault({}),
   drain: DrainConfigSchema.prefault({}),
-}).superRefine((c, ctx) => {
-  if (c.credentials.source === 'mqtt' && c.iot === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['iot'], message: "is required when credentials.source is 'mqtt'" });
-  }
 });
+
+/** Where the gateway runs: standalone (its own MQTT connection) or as a Greengrass component. */
+export type GatewayRuntime = 'standalone' | 'greengrass';
+
+/** Checks that depend on the runtime. */
+function runtimeIssues(c: z.output<typeof GatewayConfigSchema>, runtime: GatewayRuntime) {
+  const out: { path: string; message: string }[] = [];
+  if (runtime === 'standalone') {
+    if (c.credentials.source === 'mqtt' && c.iot === undefined) {
+      out.push({ path: 'iot', message: "is required when credentials.source is 'mqtt'" });
+    }
+    if (c.ingest.localPubSub) {
+      out.push({ path: 'ingest.localPubSub', message: 'needs Greengrass (use ingest.localBroker standalone)' });
+    }
+    if (c.pseudonymization?.keySecretId !== undefined) {
+      out.push({
+        path: 'pseudonymization.keySecretId',
+        message: 'needs Greengrass SecretManager (use keyFile standalone)',
+      });
+    }
+  } else if (c.iot !== undefined) {
+    out.push({ path: 'iot', message: 'must not be set under Greengrass (the nucleus holds the connection)' });
+  }
+  return out;
+}
 
 export type GatewayConfigInput = z.input<typeof GatewayConfigSchema>;
 export type GatewayConfig = z.output<typeof GatewayConfigSchema>;
@@ -246,30 +274,63 @@ export function describeIssues(error: z.ZodError): { path: string; message: stri
   return out;
 }
 
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export interface ParseOptions {
+  /** Relative file paths (spool.dir, iot.certFile/keyFile/caFile, pseudonymization files) resolve against it. */
+  baseDir?: string;
+  /** Names the configuration in errors (a file path, or "component configuration"). */
+  source?: string;
+  /** Default 'standalone'. */
+  runtime?: GatewayRuntime;
+  /**
+   * Greengrass: the core device's thing name (AWS_IOT_THING_NAME). It is the default of `thingName`,
+   * and a different `thingName` is refused (the component's IPC permissions are for this thing).
+   */
+  coreThingName?: string;
+  /** Greengrass: the core device's region (AWS_REGION), the default of `aws.region`. */
+  coreRegion?: string;
+}
+
 /**
- * Validates a configuration object. With `baseDir`, relative file paths (iot.certFile, keyFile, caFile)
- * are resolved against it.
+ * Validates a configuration object. Under Greengrass (`runtime: 'greengrass'`), the component
+ * configuration's `accessControl` key (the nucleus's, not the gateway's) is ignored, `thingName` and
+ * `aws.region` default to the core device's, and `iot` must be absent.
  */
-export function parseGatewayConfig(
-  input: unknown,
-  opts: { baseDir?: string; source?: string } = {},
-): GatewayConfig {
-  const r = GatewayConfigSchema.safeParse(input);
-  if (!r.success) {
-    const issues = describeIssues(r.error);
-    const where = opts.source ? ` in ${opts.source}` : '';
-    throw new GatewayConfigError(
+export function parseGatewayConfig(input: unknown, opts: ParseOptions = {}): GatewayConfig {
+  const runtime = opts.runtime ?? 'standalone';
+  let value = input;
+  if (runtime === 'greengrass' && typeof input === 'object' && input !== null && !Array.isArray(input)) {
+    const { accessControl: _ignored, ...rest } = input as Record<string, unknown>;
+    if (rest.thingName === undefined && opts.coreThingName) rest.thingName = opts.coreThingName;
+    if (opts.coreRegion && (rest.aws === undefined || (isObject(rest.aws) && rest.aws.region === undefined))) {
+      rest.aws = { ...(isObject(rest.aws) ? rest.aws : {}), region: opts.coreRegion };
+    }
+    value = rest;
+  }
+  const r = GatewayConfigSchema.safeParse(value);
+  const where = opts.source ? ` in ${opts.source}` : '';
+  const fail = (issues: { path: string; message: string }[]) =>
+    new GatewayConfigError(
       `invalid gateway configuration${where}: ${issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`,
       issues,
     );
-  }
+  if (!r.success) throw fail(describeIssues(r.error));
   const config = r.data;
+  const more = runtimeIssues(config, runtime);
+  if (runtime === 'greengrass' && opts.coreThingName && config.thingName !== opts.coreThingName) {
+    more.push({ path: 'thingName', message: `must be the core device's thing name ${opts.coreThingName}` });
+  }
+  if (more.length > 0) throw fail(more);
   const base = opts.baseDir;
   if (base !== undefined && config.pseudonymization) {
     const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+    const { keyFile } = config.pseudonymization;
     config.pseudonymization = {
       ...config.pseudonymization,
-      keyFile: abs(config.pseudonymization.keyFile),
+      ...(keyFile !== undefined ? { keyFile: abs(keyFile) } : {}),
       mapFile: abs(config.pseudonymization.mapFile),
     };
   }

@@ -34,8 +34,8 @@ import { type BatchEntry, type Batch as CutBatch, cutBatch } from './batching.js
 import { systemClock } from './clock.js';
 import type { GatewayConfig } from './config.js';
 import { EdgeError } from './errors.js';
-import type { ChannelState, Clock, IotChannel, Unsubscribe } from './ports.js';
-import { KeyRing } from './pseudonymize/keyring.js';
+import type { ChannelState, Clock, IotChannel, LocalMessage, LocalPubSub, ShadowClient, Unsubscribe } from './ports.js';
+import { KeyRing, type SecretSource } from './pseudonymize/keyring.js';
 import { Pseudonymizer } from './pseudonymize/pseudonymizer.js';
 import { FileReidentificationStore } from './pseudonymize/store.js';
 import { type SimulatorHandle, startSimulator } from './simulator.js';
@@ -63,6 +63,12 @@ export interface BatchUploader {
 export interface GatewayDeps {
   channel: IotChannel;
   uploader: BatchUploader;
+  /** The health shadow's client; default: shadow topics over `channel`. */
+  shadows?: ShadowClient;
+  /** Greengrass local publish/subscribe, for `ingest.localPubSub`. */
+  localPubSub?: LocalPubSub;
+  /** Greengrass SecretManager, for `pseudonymization.keySecretId`. */
+  secrets?: (secretId: string) => SecretSource;
   logger?: Logger;
   clock?: Clock;
   /**
@@ -139,10 +145,20 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 async function pseudonymizerFromConfig(
   config: GatewayConfig,
   logger: Logger,
+  secrets: GatewayDeps['secrets'],
 ): Promise<{ pseudonymizer: Pseudonymizer; store: FileReidentificationStore } | undefined> {
   const p = config.pseudonymization;
   if (!p) return undefined;
-  const keys = existsSync(p.keyFile) ? await KeyRing.load(p.keyFile) : await KeyRing.create(p.keyFile);
+  let keys: KeyRing;
+  if (p.keySecretId !== undefined) {
+    if (!secrets) {
+      throw new GatewayError('pseudonymization.keySecretId needs Greengrass SecretManager (use keyFile standalone)');
+    }
+    keys = await KeyRing.fromSecret(secrets(p.keySecretId));
+  } else {
+    const file = p.keyFile!;
+    keys = existsSync(file) ? await KeyRing.load(file) : await KeyRing.create(file);
+  }
   const store = FileReidentificationStore.open(p.mapFile, { logger });
   return { pseudonymizer: new Pseudonymizer({ fields: p.fields, keys, store, logger }), store };
 }
@@ -189,13 +205,14 @@ export class Gateway {
   private offState: (() => void) | undefined;
   private simulator: SimulatorHandle | undefined;
   private localBroker: MqttClient | undefined;
+  private readonly localSubs: Unsubscribe[] = [];
   private readonly topics: ReturnType<typeof eventTopics>;
-  private readonly healthTopic: string;
 
   private constructor(
     readonly config: GatewayConfig,
     readonly spool: Spool,
     private readonly channel: IotChannel,
+    private readonly shadows: ShadowClient,
     private readonly uploader: BatchUploader,
     private readonly pseudonymizer: Pseudonymizer | undefined,
     private readonly ownedStore: FileReidentificationStore | undefined,
@@ -208,7 +225,6 @@ export class Gateway {
     this.eventWake = new Wakeup(clock, this.stopCtrl.signal);
     this.healthWake = new Wakeup(clock, this.stopCtrl.signal);
     this.topics = eventTopics(config.thingName);
-    this.healthTopic = shadowTopics(config.thingName, 'health').update;
   }
 
   /** Opens the spool, resumes unacknowledged events, subscribes to acks and starts the loops and ingest. */
@@ -220,7 +236,7 @@ export class Gateway {
     if (deps.pseudonymizer !== undefined) {
       pseudonymizer = deps.pseudonymizer ?? undefined;
     } else {
-      const built = await pseudonymizerFromConfig(config, logger);
+      const built = await pseudonymizerFromConfig(config, logger, deps.secrets);
       pseudonymizer = built?.pseudonymizer;
       store = built?.store;
     }
@@ -239,9 +255,20 @@ export class Gateway {
       store?.close();
       throw err;
     }
-    const gw = new Gateway(config, spool, deps.channel, deps.uploader, pseudonymizer, store, logger, clock);
+    const shadows = deps.shadows ?? mqttShadowClient(deps.channel, config.thingName);
+    const gw = new Gateway(
+      config,
+      spool,
+      deps.channel,
+      shadows,
+      deps.uploader,
+      pseudonymizer,
+      store,
+      logger,
+      clock,
+    );
     try {
-      await gw.init();
+      await gw.init(deps.localPubSub);
     } catch (err) {
       await gw.stop().catch(() => {});
       throw err;
@@ -274,7 +301,7 @@ export class Gateway {
     renameSync(tmp, this.cutsFile);
   }
 
-  private async init(): Promise<void> {
+  private async init(localPubSub: LocalPubSub | undefined): Promise<void> {
     this.loadCuts();
     await this.loadOutstandingEvents();
     this.offState = this.channel.onStateChange((state) => this.onChannelState(state));
@@ -294,6 +321,14 @@ export class Gateway {
       );
     }
     if (ingest.localBroker) this.startLocalBroker(ingest.localBroker.url, ingest.localBroker.topics);
+    if (ingest.localPubSub) {
+      if (!localPubSub) throw new GatewayError('ingest.localPubSub needs Greengrass local publish/subscribe');
+      for (const topic of ingest.localPubSub.topics) {
+        this.localSubs.push(
+          await localPubSub.subscribe(topic, (t, message) => this.onLocalMessage(t, message)),
+        );
+      }
+    }
     this.log.info(
       { spool: this.config.spool.dir, outstandingEvents: this.outstanding.size },
       'gateway started',
@@ -365,6 +400,23 @@ export class Gateway {
     // The reason never holds a record's values (pseudonymizer errors name paths only).
     this.log.warn({ source, reason, deadletterSeq: seq }, 'moved to deadletter');
     return { accepted: false, reason, deadletterSeq: seq };
+  }
+
+  /**
+   * A record from Greengrass local publish/subscribe. The bus has no acknowledgement, so a record that
+   * the spool refuses (full) is logged with its topic; malformed ones go to deadletter as usual.
+   */
+  private onLocalMessage(topic: string, message: LocalMessage): void {
+    if (this.stopping) {
+      this.log.warn({ topic }, 'local record arrived while stopping: not accepted');
+      return;
+    }
+    const record = 'json' in message ? message.json : message.bytes;
+    this.track(
+      this.ingest(record).catch((err: unknown) => {
+        this.log.error({ err: describe(err), topic }, 'local record not accepted');
+      }),
+    );
   }
 
   private startLocalBroker(url: string, topics: string[]): void {
@@ -697,8 +749,7 @@ export class Gateway {
     while (!this.stopping) {
       if (this.channel.connected) {
         try {
-          const doc = { state: { reported: this.healthReport() } };
-          await this.channel.publish(this.healthTopic, JSON.stringify(doc), 1);
+          await this.shadows.update('health', { state: { reported: this.healthReport() } });
           this.counters.healthReports++;
         } catch (err) {
           this.log.debug({ err: describe(err) }, 'health report not sent');
@@ -736,6 +787,7 @@ export class Gateway {
     await this.simulator?.stop();
     const broker = this.localBroker;
     if (broker) await broker.endAsync().catch(() => {});
+    await Promise.allSettled(this.localSubs.map((u) => u()));
     this.stopCtrl.abort();
     await Promise.allSettled(this.loops);
     this.offState?.();
@@ -760,4 +812,13 @@ export class Gateway {
 
 function toBatchEntry(e: SpoolEntry): BatchEntry {
   return { seq: e.seq, ts: e.timestamp, json: Buffer.from(e.bytes).toString('utf8') };
+}
+
+/** The standalone ShadowClient: an update document published (QoS 1) on the shadow's update topic. */
+export function mqttShadowClient(channel: IotChannel, thingName: string): ShadowClient {
+  return {
+    async update(shadowName, document) {
+      await channel.publish(shadowTopics(thingName, shadowName).update, JSON.stringify(document), 1);
+    },
+  };
 }

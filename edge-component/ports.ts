@@ -1,6 +1,8 @@
 /**
- * The edge component's ports: how it talks to the world. Adapters implement them (direct MQTT over
- * mTLS with mqtt.js in adapters/mqtt-channel.ts; Greengrass IPC later; in-memory doubles for tests).
+ * The edge component's ports: how it talks to the world. Adapters implement them: direct MQTT over
+ * mTLS with mqtt.js (adapters/mqtt-channel.ts, standalone runs), the Greengrass IPC client of
+ * aws-iot-device-sdk-v2 (adapters/greengrass-ipc.ts, under a Greengrass nucleus), and in-memory doubles
+ * for tests.
  */
 
 /** MQTT QoS levels AWS IoT Core supports (no QoS 2). */
@@ -43,6 +45,30 @@ export interface IotChannel {
   subscribe(filter: string, handler: MessageHandler, qos?: Qos): Promise<Unsubscribe>;
   /** Disconnects and stops reconnecting; idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * The gateway's own device shadows (classic or named). Standalone: shadow topics over the IotChannel;
+ * under Greengrass: the shadow manager's IPC operations.
+ */
+export interface ShadowClient {
+  /**
+   * Sends an update document (`{ state: { reported: ... } }`) to the named shadow. Resolves once it was
+   * sent (MQTT) or accepted (Greengrass shadow manager); rejects when it could not be.
+   */
+  update(shadowName: string, document: Record<string, unknown>): Promise<void>;
+}
+
+/** A message of the local publish/subscribe bus: JSON already parsed, or raw bytes. */
+export type LocalMessage = { json: unknown } | { bytes: Buffer };
+
+/**
+ * Local publish/subscribe on the gateway (Greengrass IPC PublishToTopic/SubscribeToTopic), where sensor
+ * components publish their readings.
+ */
+export interface LocalPubSub {
+  /** Calls `handler` for every message on topics matching `filter` (`+`/`#` wildcards). */
+  subscribe(filter: string, handler: (topic: string, message: LocalMessage) => void): Promise<Unsubscribe>;
 }
 
 /** Time, injectable so that tests drive timeouts and expiries without waiting. */

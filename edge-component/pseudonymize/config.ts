@@ -34,12 +34,27 @@ export const PseudonymizationConfigSchema = z.strictObject(
           seen.add(f);
         });
       }),
-    /** The key file (mode 0600); relative paths resolve against the configuration file's directory. */
-    keyFile: text,
+    /**
+     * The key file (mode 0600, created on first use); relative paths resolve against the configuration
+     * file's directory (under Greengrass: the component's work folder). Exactly one of keyFile and
+     * keySecretId.
+     */
+    keyFile: text.optional(),
+    /**
+     * Under Greengrass: the ARN (or name) of the AWS Secrets Manager secret that holds the key document,
+     * read over IPC from the aws.greengrass.SecretManager component. Exactly one of keyFile and keySecretId.
+     */
+    keySecretId: text.optional(),
     /** The re-identification map (JSON lines, mode 0600); relative like keyFile. */
     mapFile: text,
   },
   typeError('an object'),
-);
+).superRefine((c, ctx) => {
+  if (c.keyFile !== undefined && c.keySecretId !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['keySecretId'], message: 'must not be set together with keyFile' });
+  } else if (c.keyFile === undefined && c.keySecretId === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['keyFile'], message: 'is required (or keySecretId under Greengrass)' });
+  }
+});
 
 export type PseudonymizationConfig = z.output<typeof PseudonymizationConfigSchema>;

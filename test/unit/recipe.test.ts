@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { devicePolicyDocument } from '../../cloud/rules/policies.js';
+import { parseGatewayConfig } from '../../edge-component/config.js';
 
 const recipesFile = (name: string) => new URL(`../../recipes/${name}`, import.meta.url);
 
@@ -45,6 +46,7 @@ const AccessControl = z.strictObject({
     'aws.greengrass#ListNamedShadowsForThing',
     '*',
   ]).optional(),
+  'aws.greengrass.SecretManager': policiesOf(['aws.greengrass#GetSecretValue', '*']).optional(),
   'aws.greengrass.ipc.pubsub': policiesOf([
     'aws.greengrass#PublishToTopic',
     'aws.greengrass#SubscribeToTopic',
@@ -52,18 +54,8 @@ const AccessControl = z.strictObject({
   ]).optional(),
 });
 
-/** Numbers are kept as strings in the configuration, as the recipe reference recommends. */
-const NumericString = z.string().regex(/^\d+$/);
-
-const DefaultConfiguration = z.strictObject({
-  accessControl: AccessControl,
-  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),
-  spoolDir: z.string().min(1),
-  spoolMaxBytes: NumericString,
-  batchMaxRecords: NumericString,
-  batchMaxAgeSeconds: NumericString,
-  sensorTopics: z.array(z.string().min(1)).min(1),
-});
+/** The nucleus's accessControl, plus the gateway configuration (checked with the gateway's own schema). */
+const DefaultConfiguration = z.looseObject({ accessControl: AccessControl });
 
 const LifecycleStep = z.union([
   z.string().min(1),
@@ -290,11 +282,28 @@ describe('recipes/recipe.yaml', () => {
     for (const r of policies.flatMap((p) => p.resources)) expect(r).toContain(THING);
   });
 
+  const deployed = (extra: Record<string, unknown>) =>
+    parseGatewayConfig(
+      { ...recipe.ComponentConfiguration.DefaultConfiguration, ...extra },
+      { runtime: 'greengrass', coreThingName: 'core-1', coreRegion: 'eu-central-1' },
+    );
+
+  test('the default configuration is a gateway configuration once a deployment names the bucket', () => {
+    const config = deployed({ storage: { bucket: 'edgefleet-data' } });
+    expect(config.thingName).toBe('core-1');
+    expect(config.aws.region).toBe('eu-central-1');
+    expect(config.iot).toBeUndefined();
+    expect(config.ingest.localPubSub?.topics.length).toBeGreaterThan(0);
+    expect(() => deployed({})).toThrow(/storage: is required/);
+  });
+
   test('local pub/sub access lets the component subscribe to every configured sensor topic', () => {
     const subscribable = Object.values(access['aws.greengrass.ipc.pubsub'] ?? {})
       .filter((p) => p.operations.some((o) => o === 'aws.greengrass#SubscribeToTopic' || o === '*'))
       .flatMap((p) => p.resources);
-    for (const topic of recipe.ComponentConfiguration.DefaultConfiguration.sensorTopics) {
+    const topics = deployed({ storage: { bucket: 'edgefleet-data' } }).ingest.localPubSub?.topics ?? [];
+    expect(topics.length).toBeGreaterThan(0);
+    for (const topic of topics) {
       expect(subscribable.some((pattern) => globMatches(pattern, topic))).toBe(true);
     }
   });

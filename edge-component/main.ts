@@ -1,0 +1,32 @@
+/**
+ * The component's entry point under Greengrass (the recipe's Run step:
+ * `node {artifacts:decompressedPath}/edgefleet/dist/edge-component/main.js`). It runs until the nucleus
+ * stops it (SIGTERM), then stops the gateway cleanly: open batches are cut and spooled, nothing
+ * accepted is lost. Standalone runs use `npx edgefleet gateway run --config FILE` instead.
+ */
+import pino from 'pino';
+import { GreengrassComponent } from './greengrass.js';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+const logger = pino({ level: 'info' });
+
+async function main(): Promise<number> {
+  let component: GreengrassComponent;
+  try {
+    component = await GreengrassComponent.start({ logger });
+  } catch (err) {
+    logger.fatal({ err: err instanceof Error ? err.message : String(err) }, 'the gateway component cannot start');
+    return 1;
+  }
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  logger.info({ signal }, 'stopping the gateway component');
+  await component.stop();
+  logger.info('gateway component stopped');
+  return 0;
+}
+
+process.exitCode = await main();
