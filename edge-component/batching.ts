@@ -13,19 +13,24 @@ import { EdgeError } from './errors.js';
 
 export class BatchingError extends EdgeError {}
 
-export const BatchLimitsSchema = z
-  .object({
-    maxRecords: z.number().int().min(1).max(1_000_000).default(10_000),
+function int(min: number, max: number) {
+  const range = `must be an integer from ${min} to ${max}`;
+  return z
+    .number({ error: (i) => (i.input === undefined ? 'is required' : 'must be a number') })
+    .int(range)
+    .min(min, range)
+    .max(max, range);
+}
+
+export const BatchLimitsSchema = z.strictObject(
+  {
+    maxRecords: int(1, 1_000_000).default(10_000),
     /** Uncompressed NDJSON bytes. */
-    maxBytes: z
-      .number()
-      .int()
-      .min(1024)
-      .max(512 * 1024 * 1024)
-      .default(8 * 1024 * 1024),
-    maxAgeMs: z.number().int().min(100).max(86_400_000).default(60_000),
-  })
-  .strict();
+    maxBytes: int(1024, 512 * 1024 * 1024).default(8 * 1024 * 1024),
+    maxAgeMs: int(100, 86_400_000).default(60_000),
+  },
+  { error: (i) => (i.input === undefined ? 'is required' : 'must be an object') },
+);
 
 export type BatchLimits = z.output<typeof BatchLimitsSchema>;
 

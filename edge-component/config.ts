@@ -234,7 +234,10 @@ function runtimeIssues(c: z.output<typeof GatewayConfigSchema>, runtime: Gateway
       out.push({ path: 'iot', message: "is required when credentials.source is 'mqtt'" });
     }
     if (c.ingest.localPubSub) {
-      out.push({ path: 'ingest.localPubSub', message: 'needs Greengrass (use ingest.localBroker standalone)' });
+      out.push({
+        path: 'ingest.localPubSub',
+        message: 'needs Greengrass (use ingest.localBroker standalone)',
+      });
     }
     if (c.pseudonymization?.keySecretId !== undefined) {
       out.push({
@@ -305,7 +308,10 @@ export function parseGatewayConfig(input: unknown, opts: ParseOptions = {}): Gat
   if (runtime === 'greengrass' && typeof input === 'object' && input !== null && !Array.isArray(input)) {
     const { accessControl: _ignored, ...rest } = input as Record<string, unknown>;
     if (rest.thingName === undefined && opts.coreThingName) rest.thingName = opts.coreThingName;
-    if (opts.coreRegion && (rest.aws === undefined || (isObject(rest.aws) && rest.aws.region === undefined))) {
+    if (
+      opts.coreRegion &&
+      (rest.aws === undefined || (isObject(rest.aws) && rest.aws.region === undefined))
+    ) {
       rest.aws = { ...(isObject(rest.aws) ? rest.aws : {}), region: opts.coreRegion };
     }
     value = rest;

@@ -34,7 +34,15 @@ import { type BatchEntry, type Batch as CutBatch, cutBatch } from './batching.js
 import { systemClock } from './clock.js';
 import type { GatewayConfig } from './config.js';
 import { EdgeError } from './errors.js';
-import type { ChannelState, Clock, IotChannel, LocalMessage, LocalPubSub, ShadowClient, Unsubscribe } from './ports.js';
+import type {
+  ChannelState,
+  Clock,
+  IotChannel,
+  LocalMessage,
+  LocalPubSub,
+  ShadowClient,
+  Unsubscribe,
+} from './ports.js';
 import { KeyRing, type SecretSource } from './pseudonymize/keyring.js';
 import { Pseudonymizer } from './pseudonymize/pseudonymizer.js';
 import { FileReidentificationStore } from './pseudonymize/store.js';
@@ -152,7 +160,9 @@ async function pseudonymizerFromConfig(
   let keys: KeyRing;
   if (p.keySecretId !== undefined) {
     if (!secrets) {
-      throw new GatewayError('pseudonymization.keySecretId needs Greengrass SecretManager (use keyFile standalone)');
+      throw new GatewayError(
+        'pseudonymization.keySecretId needs Greengrass SecretManager (use keyFile standalone)',
+      );
     }
     keys = await KeyRing.fromSecret(secrets(p.keySecretId));
   } else {

@@ -30,7 +30,10 @@ import { Gateway } from './gateway.js';
 import { S3Uploader } from './uploader.js';
 
 export interface GreengrassComponentOptions {
-  /** Default: JSON lines on stdout (the nucleus writes them to the component's log file). */
+  /**
+   * Default: JSON lines on stdout (the nucleus writes them to the component's log file) at the
+   * configuration's `logLevel`. An injected logger keeps its own level.
+   */
   logger?: Logger;
   /** Default process.env: SVCUID, AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT, AWS_IOT_THING_NAME. */
   env?: NodeJS.ProcessEnv;
@@ -68,7 +71,13 @@ export class GreengrassComponent {
     private readonly workDir: string,
     private readonly region: string | undefined,
     private readonly log: Logger,
+    /** The configuration's logLevel applies (the logger is the component's own). */
+    private readonly levelFromConfig: boolean,
   ) {}
+
+  private applyLogLevel(config: GatewayConfig): void {
+    if (this.levelFromConfig) this.log.level = config.logLevel;
+  }
 
   /**
    * Connects to the nucleus, reads and validates the configuration, subscribes to configuration checks
@@ -85,9 +94,11 @@ export class GreengrassComponent {
       );
     }
     const thingName = gg?.thingName ?? env.AWS_IOT_THING_NAME;
-    if (!thingName) throw new EdgeError('AWS_IOT_THING_NAME is not set: the nucleus sets it for every component');
+    if (!thingName)
+      throw new EdgeError('AWS_IOT_THING_NAME is not set: the nucleus sets it for every component');
     const logger = opts.logger ?? pino({ level: 'info' });
-    const ipc = await GreengrassIpc.connect({ logger, ...opts.ipc });
+    const ownLogger = opts.logger === undefined;
+    const ipc = await GreengrassIpc.connect({ logger, env, ...opts.ipc });
     const component = new GreengrassComponent(
       ipc,
       new GreengrassConfigSource(ipc),
@@ -95,6 +106,7 @@ export class GreengrassComponent {
       opts.workDir ?? process.cwd(),
       env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined,
       logger.child({ component: 'greengrass' }),
+      ownLogger,
     );
     try {
       await component.init();
@@ -127,7 +139,7 @@ export class GreengrassComponent {
   private async init(): Promise<void> {
     const raw = await this.configSource.get();
     const config = this.parse(raw);
-    this.log.level = config.logLevel;
+    this.applyLogLevel(config);
     this.closeStreams.push(await this.configSource.onValidate((c) => this.check(c)));
     this.closeStreams.push(await this.configSource.onUpdate(() => this.onChange()));
     this.runtime = await this.startRuntime(config);
@@ -157,7 +169,10 @@ export class GreengrassComponent {
     try {
       raw = await this.configSource.get();
     } catch (err) {
-      this.log.error({ err: describe(err) }, 'cannot read the changed configuration; keeping the current one');
+      this.log.error(
+        { err: describe(err) },
+        'cannot read the changed configuration; keeping the current one',
+      );
       return;
     }
     const json = JSON.stringify(raw);
@@ -168,7 +183,10 @@ export class GreengrassComponent {
     } catch (err) {
       this.reconfigurations.refused++;
       const issues = err instanceof GatewayConfigError ? err.issues : [];
-      this.log.error({ err: describe(err), issues }, 'invalid configuration change; keeping the last good configuration');
+      this.log.error(
+        { err: describe(err), issues },
+        'invalid configuration change; keeping the last good configuration',
+      );
       return;
     }
     const previous = this.runtime;
@@ -177,16 +195,19 @@ export class GreengrassComponent {
     this.runtime = undefined;
     if (this.stopping) return;
     try {
-      this.log.level = next.logLevel;
+      this.applyLogLevel(next);
       this.runtime = await this.startRuntime(next);
       this.lastGoodJson = json;
       this.reconfigurations.applied++;
       this.log.info('new configuration applied');
     } catch (err) {
       this.reconfigurations.refused++;
-      this.log.error({ err: describe(err) }, 'the gateway does not start with the new configuration; back to the last good one');
+      this.log.error(
+        { err: describe(err) },
+        'the gateway does not start with the new configuration; back to the last good one',
+      );
       if (previous) {
-        this.log.level = previous.config.logLevel;
+        this.applyLogLevel(previous.config);
         this.runtime = await this.startRuntime(previous.config);
       }
     }

@@ -9,14 +9,15 @@ import { GreengrassComponent } from './greengrass.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
+/** Start-up and fatal errors; the component logs with its own logger at the configured level. */
 const logger = pino({ level: 'info' });
 
 async function main(): Promise<number> {
   let component: GreengrassComponent;
   try {
-    component = await GreengrassComponent.start({ logger });
+    component = await GreengrassComponent.start();
   } catch (err) {
-    logger.fatal({ err: err instanceof Error ? err.message : String(err) }, 'the gateway component cannot start');
+    logger.fatal({ err }, 'the gateway component cannot start');
     return 1;
   }
   const signal = await new Promise<string>((resolve) => {

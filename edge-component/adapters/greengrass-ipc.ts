@@ -50,13 +50,28 @@ const model = greengrasscoreipc.model;
 export class GreengrassIpcError extends EdgeError {}
 
 /** The env a component gets from its nucleus; absent when the process does not run under Greengrass. */
-export function greengrassEnv(env: NodeJS.ProcessEnv = process.env):
-  | { socketPath: string; svcuid: string; thingName: string | undefined }
-  | undefined {
+export function greengrassEnv(
+  env: NodeJS.ProcessEnv = process.env,
+): { socketPath: string; svcuid: string; thingName: string | undefined } | undefined {
   const socketPath = env.AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT;
   const svcuid = env.SVCUID;
   if (!socketPath || !svcuid) return undefined;
   return { socketPath, svcuid, thingName: env.AWS_IOT_THING_NAME || undefined };
+}
+
+/**
+ * A client for the nucleus named by `env` (not process.env, which the SDK's default configuration reads),
+ * authenticating with its SVCUID on connect.
+ */
+export function ipcClientFor(env: { socketPath: string; svcuid: string }): Client {
+  const config = greengrasscoreipc.createDefaultClientConfig();
+  config.hostName = env.socketPath;
+  config.connectTransform = async (options) => {
+    const message = options.message;
+    message.payload = JSON.stringify({ authToken: env.svcuid });
+    return message;
+  };
+  return greengrasscoreipc.createClient(config);
 }
 
 /** The nucleus's message for a failed call (its modeled error), else the client's description. */
@@ -95,8 +110,10 @@ export interface GreengrassIpcOptions {
   clock?: Clock;
   /** Between reconnection attempts to the nucleus. Default 100 ms doubling to 10 s. */
   reconnect?: Backoff;
-  /** Makes a client; default `greengrasscoreipc.createClient()` from the nucleus's env. */
+  /** Makes a client; default: {@link ipcClientFor} the nucleus that `env` names. */
   createClient?: () => Client;
+  /** Default process.env. */
+  env?: NodeJS.ProcessEnv;
   /** Time allowed for one connection attempt. Default 10 s. */
   connectTimeoutMs?: number;
 }
@@ -118,7 +135,13 @@ export class GreengrassIpc {
     this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'greengrass-ipc' });
     this.clock = opts.clock ?? systemClock;
     this.backoff = opts.reconnect ?? { initialDelayMs: 100, maxDelayMs: 10_000 };
-    this.makeClient = opts.createClient ?? (() => greengrasscoreipc.createClient());
+    const gg = greengrassEnv(opts.env);
+    this.makeClient =
+      opts.createClient ??
+      (() => {
+        if (!gg) throw new GreengrassIpcError('not running under Greengrass');
+        return ipcClientFor(gg);
+      });
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   }
 
@@ -127,7 +150,7 @@ export class GreengrassIpc {
    * Greengrass (no socket/SVCUID in the env) or the nucleus refuses the connection.
    */
   static async connect(opts: GreengrassIpcOptions = {}): Promise<GreengrassIpc> {
-    if (!opts.createClient && !greengrassEnv()) {
+    if (!opts.createClient && !greengrassEnv(opts.env)) {
       throw new GreengrassIpcError(
         'not running under Greengrass: AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT and SVCUID are not set',
       );
@@ -223,7 +246,10 @@ export class GreengrassIpc {
         this.setState('connected');
         return;
       } catch (err) {
-        this.log.warn({ attempt, err: ipcErrorMessage(err) }, 'reconnection to the Greengrass nucleus failed');
+        this.log.warn(
+          { attempt, err: ipcErrorMessage(err) },
+          'reconnection to the Greengrass nucleus failed',
+        );
       }
     }
   }
@@ -302,7 +328,10 @@ export class GreengrassIpc {
 
 /** IotChannel over the nucleus's connection to AWS IoT Core. */
 export class GreengrassIotChannel implements IotChannel {
-  private readonly handlers = new Map<string, { handlers: Set<MessageHandler>; close: () => Promise<void> }>();
+  private readonly handlers = new Map<
+    string,
+    { handlers: Set<MessageHandler>; close: () => Promise<void> }
+  >();
 
   constructor(private readonly ipc: GreengrassIpc) {}
 
@@ -327,7 +356,8 @@ export class GreengrassIotChannel implements IotChannel {
         payload: typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload,
       });
     } catch (err) {
-      if (this.ipc.state === 'closed') throw new ChannelClosedError('the Greengrass IPC connection is closed');
+      if (this.ipc.state === 'closed')
+        throw new ChannelClosedError('the Greengrass IPC connection is closed');
       throw new ChannelError(`PublishToIoTCore ${topic}: ${ipcErrorMessage(err)}`, { cause: err });
     }
   }
@@ -382,7 +412,10 @@ export class GreengrassIotChannel implements IotChannel {
 export class GreengrassLocalPubSub implements LocalPubSub {
   constructor(private readonly ipc: GreengrassIpc) {}
 
-  async subscribe(filter: string, handler: (topic: string, message: LocalMessage) => void): Promise<Unsubscribe> {
+  async subscribe(
+    filter: string,
+    handler: (topic: string, message: LocalMessage) => void,
+  ): Promise<Unsubscribe> {
     return this.ipc.stream<greengrasscoreipc.model.SubscriptionResponseMessage>(
       `SubscribeToTopic ${filter}`,
       (c) =>
@@ -424,11 +457,15 @@ export class GreengrassShadowClient implements ShadowClient {
       });
       return JSON.parse(toBuffer(r.payload).toString('utf8')) as Record<string, unknown>;
     } catch (err) {
-      if (err instanceof eventstream_rpc.RpcError && /not found/i.test(ipcErrorMessage(err))) return undefined;
+      if (err instanceof eventstream_rpc.RpcError && /not found/i.test(ipcErrorMessage(err)))
+        return undefined;
       if (err instanceof ChannelError) throw err;
-      throw new GreengrassIpcError(`GetThingShadow ${this.thingName}/${shadowName}: ${ipcErrorMessage(err)}`, {
-        cause: err,
-      });
+      throw new GreengrassIpcError(
+        `GetThingShadow ${this.thingName}/${shadowName}: ${ipcErrorMessage(err)}`,
+        {
+          cause: err,
+        },
+      );
     }
   }
 }
@@ -440,7 +477,8 @@ export function greengrassSecrets(ipc: GreengrassIpc): (secretId: string) => Sec
     async read() {
       const r = await ipc.call(`GetSecretValue ${secretId}`, (c) => c.getSecretValue({ secretId }));
       if (r.secretValue.secretString !== undefined) return r.secretValue.secretString;
-      if (r.secretValue.secretBinary !== undefined) return toBuffer(r.secretValue.secretBinary).toString('utf8');
+      if (r.secretValue.secretBinary !== undefined)
+        return toBuffer(r.secretValue.secretBinary).toString('utf8');
       throw new GreengrassIpcError(`GetSecretValue ${secretId}: the secret has no value`);
     },
   });
