@@ -7,7 +7,8 @@
  * sequence numbers it holds: after a crash or a retry the same entries give the same batch, the same key
  * and the same bytes, so an upload with `If-None-Match: *` can never duplicate data.
  */
-import { gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
 import { z } from 'zod';
 import { EdgeError } from './errors.js';
 
@@ -52,8 +53,8 @@ export interface Batch {
   lastSeq: number;
   records: number;
   uncompressedBytes: number;
-  /** gzip of the NDJSON text; deterministic for the same entries. */
-  body: Buffer;
+  /** The NDJSON text (one record per line, a newline after each); {@link gzipBatch} makes the body. */
+  text: string;
 }
 
 export type CloseReason = 'records' | 'bytes' | 'age' | 'shutdown';
@@ -125,8 +126,17 @@ export function cutBatch(
       lastSeq: last.seq,
       records: count,
       uncompressedBytes: Buffer.byteLength(text),
-      // gzip with no name and mtime 0 (zlib's defaults): the same text always gives the same bytes.
-      body: gzipSync(text, { level: 6 }),
+      text,
     },
   };
+}
+
+const gzipAsync = promisify(gzip);
+
+/**
+ * The object body of a batch: gzip of its text, on the thread pool (not the event loop). No name and
+ * mtime 0 (zlib's defaults), so the same text always gives the same bytes.
+ */
+export function gzipBatch(batch: Pick<Batch, 'text'>): Promise<Buffer> {
+  return gzipAsync(batch.text, { level: 6 });
 }

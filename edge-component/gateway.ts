@@ -24,13 +24,14 @@
  *   shuttingDown) if connected, and closes the spool; whatever could not be uploaded stays spooled.
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import pino, { type Logger } from 'pino';
 import { AckSchema, EventSchema, eventTopics } from '../protocol/events.js';
 import { shadowTopics } from '../protocol/topics.js';
-import { type BatchEntry, type Batch as CutBatch, cutBatch } from './batching.js';
+import { type BatchEntry, type Batch as CutBatch, cutBatch, gzipBatch } from './batching.js';
 import { systemClock } from './clock.js';
 import type { GatewayConfig } from './config.js';
 import { EdgeError } from './errors.js';
@@ -105,6 +106,8 @@ export interface GatewayCounters {
 
 interface PendingBatch {
   batch: CutBatch;
+  /** The gzip body, made once, so that every retry sends the same bytes. */
+  body: Buffer;
   done: boolean;
 }
 
@@ -125,6 +128,10 @@ class Wakeup {
   ) {}
   kick(): void {
     this.ctrl.abort();
+  }
+  /** Forgets a kick that has not ended a sleep yet. */
+  clear(): void {
+    if (this.ctrl.signal.aborted) this.ctrl = new AbortController();
   }
   async sleep(ms: number): Promise<void> {
     const ctrl = this.ctrl;
@@ -206,6 +213,13 @@ export class Gateway {
    */
   private cuts = new Map<number, number>();
   private appendedSinceRound = 0;
+  private appendedBytesSinceRound = 0;
+  /**
+   * The open batch at the head of the telemetry stream as the last upload round found it (records and
+   * NDJSON bytes), or undefined if that round found none: ingest wakes the loop only once that batch
+   * is full, instead of making it read the open batch again for every new record.
+   */
+  private openBatch: { count: number; bytes: number } | undefined;
   /** The upload loop waits out a failure: new records must not cut the backoff short. */
   private uploadBackingOff = false;
   private stopping = false;
@@ -298,17 +312,17 @@ export class Gateway {
     );
   }
 
-  /** Writes the cut ranges atomically (temp file, fsync, rename). */
-  private saveCuts(): void {
+  /** Writes the cut ranges atomically (temp file, fsync, rename), off the event loop. */
+  private async saveCuts(): Promise<void> {
     const tmp = `${this.cutsFile}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
+    const h = await open(tmp, 'w', 0o600);
     try {
-      writeSync(fd, JSON.stringify([...this.cuts]));
-      fsyncSync(fd);
+      await h.writeFile(JSON.stringify([...this.cuts]));
+      await h.sync();
     } finally {
-      closeSync(fd);
+      await h.close();
     }
-    renameSync(tmp, this.cutsFile);
+    await rename(tmp, this.cutsFile);
   }
 
   private async init(localPubSub: LocalPubSub | undefined): Promise<void> {
@@ -385,15 +399,19 @@ export class Gateway {
     } catch (err) {
       return this.deadletter('ingest', `record cannot be serialized: ${describe(err)}`, {});
     }
-    const { seq } = await this.spool.append(STREAMS.telemetry, Buffer.from(json));
+    const bytes = Buffer.from(json);
+    const { seq } = await this.spool.append(STREAMS.telemetry, bytes);
     this.counters.accepted++;
     this.appendedSinceRound++;
-    // The first record after a round wakes the loop so that it arms the age timer of the open batch
-    // (an idle loop sleeps for an hour); a full batch wakes it to upload at once.
-    if (
-      (this.appendedSinceRound === 1 && !this.uploadBackingOff) ||
-      this.appendedSinceRound >= this.config.batching.maxRecords
-    ) {
+    this.appendedBytesSinceRound += bytes.length + 1;
+    // Without an open batch, the first record after a round wakes the loop so that it arms the age
+    // timer (an idle loop sleeps for an hour); a full batch wakes it to upload at once.
+    const limits = this.config.batching;
+    const open = this.openBatch ?? { count: 0, bytes: 0 };
+    const full =
+      open.count + this.appendedSinceRound >= limits.maxRecords ||
+      open.bytes + this.appendedBytesSinceRound >= limits.maxBytes;
+    if (!this.uploadBackingOff && (full || (this.openBatch === undefined && this.appendedSinceRound === 1))) {
       this.uploadWake.kick();
     }
     return { accepted: true, seq };
@@ -479,6 +497,8 @@ export class Gateway {
         this.log.error({ err: describe(err), retryInMs: delay }, 'upload loop failed');
       }
       this.uploadBackingOff = failures > 0;
+      // Records that arrived during a failed round must not cut its backoff short.
+      if (this.uploadBackingOff) this.uploadWake.clear();
       await this.uploadWake.sleep(delay);
       this.uploadBackingOff = false;
     }
@@ -495,6 +515,8 @@ export class Gateway {
     const now = this.clock.now();
     let waitMs: number | undefined;
     this.appendedSinceRound = 0;
+    this.appendedBytesSinceRound = 0;
+    this.openBatch = undefined;
     while (this.pending.length < this.config.drain.concurrency) {
       const last = this.pending[this.pending.length - 1];
       const entries = await this.spool.read(STREAMS.telemetry, {
@@ -518,13 +540,16 @@ export class Gateway {
       );
       if (!cut) {
         waitMs = Math.max(1, first.timestamp + limits.maxAgeMs - now);
+        let bytes = 0;
+        for (const e of entries) bytes += e.bytes.length + 1;
+        this.openBatch = { count: entries.length, bytes };
         break;
       }
       if (recordedLast === undefined) {
         this.cuts.set(cut.batch.firstSeq, cut.batch.lastSeq);
-        this.saveCuts();
+        await this.saveCuts();
       }
-      this.pending.push({ batch: cut.batch, done: false });
+      this.pending.push({ batch: cut.batch, body: await gzipBatch(cut.batch), done: false });
     }
     if (this.pending.length === 0) return { progress: false, failed: false, ...(waitMs ? { waitMs } : {}) };
     const signal = shuttingDown ? undefined : this.stopCtrl.signal;
@@ -535,8 +560,8 @@ export class Gateway {
     while (this.pending[0]?.done) ackTo = this.pending.shift()!.batch.lastSeq;
     if (ackTo !== undefined) {
       await this.spool.ack(STREAMS.telemetry, ackTo);
+      // The file keeps the acked ranges until the next cut rewrites it: they are never read again.
       for (const [firstSeq, lastSeq] of this.cuts) if (lastSeq <= ackTo) this.cuts.delete(firstSeq);
-      this.saveCuts();
     }
     const failed = results.some((r) => r.status === 'rejected');
     return { progress: ackTo !== undefined, failed, ...(waitMs ? { waitMs } : {}) };
@@ -547,7 +572,7 @@ export class Gateway {
     try {
       const result = await this.uploader.upload({
         key: batch.key,
-        source: { data: batch.body },
+        source: { data: p.body },
         contentType: 'application/gzip',
         metadata: {
           records: String(batch.records),
