@@ -2,12 +2,14 @@
  * `npm run bench`: runs the benchmarks, prints tables, and writes JSON results to bench/results/.
  * Environment: BENCH_ROUNDS (default 5), BENCH_MESSAGES (per publisher per run, default 1000),
  * BENCH_SHADOW_UPDATES (default 300), BENCH_UPLOADS (objects per size, default 20; 32 MB objects: a
- * fifth of it), BENCH_CREDENTIALS (credential round trips, default 100), BENCH_ONLY (broker | uploads).
+ * fifth of it), BENCH_CREDENTIALS (credential round trips, default 100), BENCH_RECORDS (records per
+ * gateway ingest run, default 100000), BENCH_ONLY (broker | uploads | gateway).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchBroker } from './broker.js';
+import { benchGateway } from './gateway.js';
 import { printTable } from './stats.js';
 import { benchUploads } from './uploads.js';
 
@@ -24,9 +26,10 @@ const messagesPerPublisher = int('BENCH_MESSAGES', 1000);
 const shadowUpdates = int('BENCH_SHADOW_UPDATES', 300);
 const uploadsPerSize = int('BENCH_UPLOADS', 20);
 const credentialRequests = int('BENCH_CREDENTIALS', 100);
+const gatewayRecords = int('BENCH_RECORDS', 100_000);
 const only = process.env.BENCH_ONLY;
-if (only !== undefined && only !== 'broker' && only !== 'uploads') {
-  throw new Error('BENCH_ONLY must be broker or uploads');
+if (only !== undefined && only !== 'broker' && only !== 'uploads' && only !== 'gateway') {
+  throw new Error('BENCH_ONLY must be broker, uploads or gateway');
 }
 const dataDir = mkdtempSync(join(tmpdir(), 'edgefleet-bench-'));
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -85,6 +88,36 @@ try {
       [[u.credentials.n, u.credentials.p50, u.credentials.p99]],
     );
     results.uploads = u;
+  }
+  if (only === undefined || only === 'gateway') {
+    log(
+      `gateway ingest benchmark: ${rounds} rounds x ${gatewayRecords} records of ~1 KB, pipeline and baseline each in a child process`,
+    );
+    const g = await benchGateway({ dataDir: join(dataDir, 'gateway'), records: gatewayRecords, rounds }, log);
+    printTable(
+      `Gateway ingest -> pseudonymize -> durable spool -> batch (${g.records} records of ${Math.round(g.recordBytes)} B, ${g.concurrency} in flight, batches of ${g.batchRecords}; median of ${g.rounds} rounds; baseline = append the same bytes to a file, one fsync per batch)`,
+      ['measure', 'value', 'target'],
+      [
+        ['pipeline records/s', g.pipelineRecordsPerSec, `>= ${g.targets.recordsPerSec}`],
+        ['baseline records/s (append + fsync per batch)', g.baselineRecordsPerSec, ''],
+        ['ratio pipeline / baseline', pct(g.ratio), ''],
+        ['ingest -> durable p50 ms', g.latency.p50Ms, ''],
+        ['ingest -> durable p99 ms', g.latency.p99Ms, ''],
+        ['gateway peak RSS MB (VmHWM of the pipeline process)', g.peakRssMB, `< ${g.targets.rssMB}`],
+        [
+          '  of it anonymous / file-backed (sampled peaks)',
+          `${g.peakRssAnonMB.toFixed(0)} / ${g.peakRssFileMB.toFixed(0)}`,
+          '',
+        ],
+        ['  floor: baseline process (same modules loaded)', g.baselinePeakRssMB, ''],
+        [
+          'targets met (records/s, RSS)',
+          `${g.targets.recordsPerSecMet ? 'yes' : 'NO'} / ${g.targets.rssMet ? 'yes' : 'NO'}`,
+          '',
+        ],
+      ],
+    );
+    results.gateway = g;
   }
   mkdirSync(join(process.cwd(), 'bench', 'results'), { recursive: true });
   const file = join(process.cwd(), 'bench', 'results', 'bench.json');

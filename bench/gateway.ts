@@ -1,0 +1,173 @@
+/**
+ * Gateway ingest benchmark: records per second through ingest -> pseudonymize -> durable spool -> batch
+ * (about 1 KB of JSON per record), the latency from ingest() to durable, and the gateway's peak RSS;
+ * against appending the same records (the same bytes) to a file with one fsync per batch, in the same
+ * run. Every round runs the pipeline and the baseline each in a fresh child process
+ * (bench/gateway-child.ts), alternating which goes first, so that the RSS measured is the gateway's own
+ * and machine noise hits both alike.
+ *
+ * Targets (the issue): at least 20,000 records/s on the 2-core bench machine, peak RSS under 150 MB.
+ * BENCH_GATEWAY_CPU_PROF=<dir> writes a V8 CPU profile of every pipeline child to <dir>.
+ */
+import { fork } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import type { ChildRequest, ChildResult } from './gateway-child.js';
+import { median } from './stats.js';
+
+export interface GatewayBenchOptions {
+  dataDir: string;
+  records: number;
+  rounds: number;
+  /** ingest() calls in flight (default 512). */
+  concurrency?: number;
+  /** maxRecords of a batch, and records per fsync of the baseline (default 1000). */
+  batchRecords?: number;
+}
+
+export interface GatewayBenchResult {
+  records: number;
+  rounds: number;
+  concurrency: number;
+  batchRecords: number;
+  /** Mean bytes of one record's JSON. */
+  recordBytes: number;
+  /** Median of rounds. */
+  pipelineRecordsPerSec: number;
+  baselineRecordsPerSec: number;
+  /** pipeline / baseline. */
+  ratio: number;
+  /** ingest() -> durable, median over rounds of each round's percentile. */
+  latency: { p50Ms: number; p99Ms: number; maxMs: number };
+  /** Baseline: record generated -> its batch written and fsynced, the same way. */
+  baselineLatency: { p50Ms: number; p99Ms: number };
+  /** Highest VmHWM of the pipeline children (peak RSS of the gateway process), MB. */
+  peakRssMB: number;
+  /** Highest process.memoryUsage().rss sampled during the pipeline runs, MB. */
+  sampledPeakRssMB: number;
+  /** Highest anonymous and file-backed (mapped: code, the lmdb map) parts of it, MB. */
+  peakRssAnonMB: number;
+  peakRssFileMB: number;
+  /** Peak RSS of the baseline children: the floor of a process that loads the same modules. */
+  baselinePeakRssMB: number;
+  pseudonyms: number;
+  targets: { recordsPerSec: number; rssMB: number; recordsPerSecMet: boolean; rssMet: boolean };
+  runs: ChildResult[];
+}
+
+export const TARGET_RECORDS_PER_SEC = 20_000;
+export const TARGET_RSS_MB = 150;
+
+const CHILD = fileURLToPath(new URL('./gateway-child.ts', import.meta.url));
+/** Inside the repository, so that the bundle's package imports resolve to its node_modules. */
+const BUNDLE = fileURLToPath(new URL('./results/.build/gateway-child.mjs', import.meta.url));
+
+/**
+ * Compiles the child (with the gateway's code) to one plain JavaScript file, as the component runs
+ * from compiled code: the RSS measured is the gateway's, without a TypeScript loader in the process.
+ * Packages stay external (lmdb, pino, ... load from node_modules as they do on a gateway).
+ */
+async function bundleChild(): Promise<string> {
+  await build({
+    entryPoints: [CHILD],
+    outfile: BUNDLE,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'warning',
+  });
+  return BUNDLE;
+}
+
+function runChild(script: string, req: ChildRequest, cpuProfDir: string | undefined): Promise<ChildResult> {
+  mkdirSync(req.dir, { recursive: true });
+  const execArgv =
+    cpuProfDir && req.mode === 'pipeline' ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
+  const child = fork(script, [JSON.stringify(req)], {
+    execArgv,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise<ChildResult>((resolvePromise, reject) => {
+    let result: ChildResult | undefined;
+    child.once('message', (m) => {
+      result = m as ChildResult;
+    });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (result && code === 0) resolvePromise(result);
+      else reject(new Error(`gateway benchmark child (${req.mode}) exited with ${signal ?? code}`));
+    });
+  });
+}
+
+export async function benchGateway(
+  opts: GatewayBenchOptions,
+  log: (s: string) => void,
+): Promise<GatewayBenchResult> {
+  const concurrency = opts.concurrency ?? 512;
+  const batchRecords = opts.batchRecords ?? 1000;
+  const cpuProfDir = process.env.BENCH_GATEWAY_CPU_PROF
+    ? resolve(process.env.BENCH_GATEWAY_CPU_PROF)
+    : undefined;
+  const script = await bundleChild();
+  const runs: ChildResult[] = [];
+  const pipeline: ChildResult[] = [];
+  const baseline: ChildResult[] = [];
+  for (let round = 0; round < opts.rounds; round++) {
+    const base = { records: opts.records, concurrency, batchRecords, seed: 1000 + round };
+    const order: ChildRequest['mode'][] =
+      round % 2 === 0 ? ['pipeline', 'baseline'] : ['baseline', 'pipeline'];
+    for (const mode of order) {
+      const r = await runChild(
+        script,
+        { ...base, mode, dir: join(opts.dataDir, `round-${round}-${mode}`) },
+        cpuProfDir,
+      );
+      runs.push(r);
+      (mode === 'pipeline' ? pipeline : baseline).push(r);
+      log(
+        `  round ${round + 1} ${mode}: ${r.recordsPerSec.toFixed(0)} records/s, p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, peak RSS ${r.peakRssMB.toFixed(1)} MB`,
+      );
+    }
+  }
+  const pick = (rs: ChildResult[], f: (r: ChildResult) => number) => median(rs.map(f));
+  const max = (rs: ChildResult[], f: (r: ChildResult) => number) => rs.reduce((a, r) => Math.max(a, f(r)), 0);
+  const pipelineRecordsPerSec = pick(pipeline, (r) => r.recordsPerSec);
+  const baselineRecordsPerSec = pick(baseline, (r) => r.recordsPerSec);
+  const peakRssMB = max(pipeline, (r) => r.peakRssMB);
+  const totalBytes = pipeline.reduce((a, r) => a + r.bytes, 0);
+  const totalRecords = pipeline.reduce((a, r) => a + r.records, 0);
+  return {
+    records: opts.records,
+    rounds: opts.rounds,
+    concurrency,
+    batchRecords,
+    recordBytes: totalBytes / totalRecords,
+    pipelineRecordsPerSec,
+    baselineRecordsPerSec,
+    ratio: pipelineRecordsPerSec / baselineRecordsPerSec,
+    latency: {
+      p50Ms: pick(pipeline, (r) => r.p50Ms),
+      p99Ms: pick(pipeline, (r) => r.p99Ms),
+      maxMs: max(pipeline, (r) => r.maxMs),
+    },
+    baselineLatency: { p50Ms: pick(baseline, (r) => r.p50Ms), p99Ms: pick(baseline, (r) => r.p99Ms) },
+    peakRssMB,
+    sampledPeakRssMB: max(pipeline, (r) => r.sampledPeakRssMB),
+    peakRssAnonMB: max(pipeline, (r) => r.peakRssAnonMB),
+    peakRssFileMB: max(pipeline, (r) => r.peakRssFileMB),
+    baselinePeakRssMB: max(baseline, (r) => r.peakRssMB),
+    pseudonyms: max(pipeline, (r) => r.pseudonyms),
+    targets: {
+      recordsPerSec: TARGET_RECORDS_PER_SEC,
+      rssMB: TARGET_RSS_MB,
+      recordsPerSecMet: pipelineRecordsPerSec >= TARGET_RECORDS_PER_SEC,
+      rssMet: peakRssMB < TARGET_RSS_MB,
+    },
+    runs,
+  };
+}
