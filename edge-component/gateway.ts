@@ -364,12 +364,15 @@ export class Gateway {
   /**
    * Accepts one record: a JSON object, or JSON text/bytes of one. Resolves once it is durable in the
    * telemetry spool (accepted) or in the deadletter stream (with the reason). Rejects with
-   * SpoolFullError when the spool refuses it, GatewayStoppedError after stop().
+   * SpoolFullError when the spool refuses it, GatewayStoppedError after stop(). An object is not
+   * changed, unless `owned` says the caller hands it over (it was parsed for this call only).
    */
-  async ingest(record: unknown): Promise<IngestResult> {
+  async ingest(record: unknown, opts: { owned?: boolean } = {}): Promise<IngestResult> {
     if (this.stopping) throw new GatewayStoppedError('the gateway is stopping: record not accepted');
     let value: unknown = record;
+    let owned = opts.owned === true;
     if (typeof record === 'string' || record instanceof Uint8Array) {
+      owned = true;
       const text = typeof record === 'string' ? record : Buffer.from(record).toString('utf8');
       try {
         value = JSON.parse(text);
@@ -386,8 +389,10 @@ export class Gateway {
     let out: Record<string, unknown> = value;
     if (this.pseudonymizer) {
       try {
-        out = this.pseudonymizer.apply(value).record;
+        // Resolves once the new pseudonyms' mapping back is durable (group commit with other records).
+        out = (await this.pseudonymizer.applyAsync(value, { inPlace: owned })).record;
       } catch (err) {
+        // In place, a failed pseudonymization restores the original values first.
         return this.deadletter('ingest', `pseudonymization failed: ${describe(err)}`, {
           record: value as JsonValue,
         });
@@ -441,7 +446,7 @@ export class Gateway {
     }
     const record = 'json' in message ? message.json : message.bytes;
     this.track(
-      this.ingest(record).catch((err: unknown) => {
+      this.ingest(record, { owned: true }).catch((err: unknown) => {
         this.log.error({ err: describe(err), topic }, 'local record not accepted');
       }),
     );
@@ -614,7 +619,7 @@ export class Gateway {
     let safeData = data;
     if (this.pseudonymizer) {
       try {
-        safeData = this.pseudonymizer.apply(data).record as Record<string, unknown>;
+        safeData = (await this.pseudonymizer.applyAsync(data)).record as Record<string, unknown>;
       } catch (err) {
         throw new InvalidEventError(`invalid event: pseudonymization failed: ${describe(err)}`, {
           cause: err,
@@ -840,7 +845,7 @@ export class Gateway {
     }
     const left = this.spool.stats().streams.find((s) => s.name === STREAMS.telemetry)?.depth ?? 0;
     await this.spool.close();
-    this.ownedStore?.close();
+    await this.ownedStore?.closeAsync();
     this.log.info({ spooledTelemetry: left, outstandingEvents: this.outstanding.size }, 'gateway stopped');
   }
 }

@@ -11,7 +11,7 @@
  * file atomically (temporary file with mode 0600, fsync, rename, fsync of the directory) before the new
  * version is used.
  */
-import { randomBytes } from 'node:crypto';
+import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { inspect } from 'node:util';
@@ -23,6 +23,45 @@ import { computeToken, KEY_VERSION_PATTERN, type PseudonymizableValue } from './
 export const MIN_KEY_BYTES = 32;
 /** Length of keys made by rotate() and create(). */
 export const NEW_KEY_BYTES = 32;
+/** Pseudonyms remembered per key version (the oldest remembered one is dropped when full). */
+export const TOKEN_CACHE_ENTRIES = 65_536;
+/** Longer strings are never cached, so the cache's memory stays bounded. */
+export const TOKEN_CACHE_MAX_STRING = 256;
+
+/**
+ * One key version: the KeyObject made once (not per HMAC) and a bounded cache value -> pseudonym.
+ * A Map keeps `"123"` and `123` apart (SameValueZero), and `0`/`-0` share a pseudonym anyway (both are
+ * `number:0`). Eviction drops the oldest inserted entry (Map iteration order).
+ */
+class VersionKey {
+  readonly #key: KeyObject;
+  readonly #cache = new Map<PseudonymizableValue, string>();
+
+  constructor(
+    readonly version: string,
+    key: Buffer,
+  ) {
+    this.#key = createSecretKey(key);
+  }
+
+  token(value: PseudonymizableValue): string {
+    const hit = this.#cache.get(value);
+    if (hit !== undefined) return hit;
+    const token = computeToken(this.version, this.#key, value); // throws for non-finite numbers
+    if (typeof value === 'number' || value.length <= TOKEN_CACHE_MAX_STRING) {
+      if (this.#cache.size >= TOKEN_CACHE_ENTRIES) {
+        const oldest = this.#cache.keys().next();
+        if (!oldest.done) this.#cache.delete(oldest.value);
+      }
+      this.#cache.set(value, token);
+    }
+    return token;
+  }
+
+  get cached(): number {
+    return this.#cache.size;
+  }
+}
 
 /**
  * Where the keys come from on a Greengrass core: a secret (AWS Secrets Manager, delivered by the
@@ -135,6 +174,8 @@ async function writeFileAtomic(file: string, data: string): Promise<void> {
 
 export class KeyRing {
   readonly #keys: Map<string, Buffer>;
+  /** KeyObject and pseudonym cache per version, made on first use. */
+  readonly #versionKeys = new Map<string, VersionKey>();
   #active: string;
   readonly #file: string | undefined;
   #rotation: Promise<unknown> = Promise.resolve();
@@ -245,9 +286,19 @@ export class KeyRing {
 
   /** The pseudonym of `value` under `version` (default: the active one). */
   pseudonym(value: PseudonymizableValue, version: string = this.#active): string {
-    const key = this.#keys.get(version);
-    if (key === undefined) throw new KeyRingError(`unknown key version ${JSON.stringify(version)}`);
-    return computeToken(version, key, value);
+    let vk = this.#versionKeys.get(version);
+    if (vk === undefined) {
+      const key = this.#keys.get(version);
+      if (key === undefined) throw new KeyRingError(`unknown key version ${JSON.stringify(version)}`);
+      vk = new VersionKey(version, key);
+      this.#versionKeys.set(version, vk);
+    }
+    return vk.token(value);
+  }
+
+  /** Pseudonyms currently cached for `version` (diagnostics and tests; never the values). */
+  cachedPseudonyms(version: string = this.#active): number {
+    return this.#versionKeys.get(version)?.cached ?? 0;
   }
 
   /**

@@ -1,14 +1,19 @@
 /**
  * Replaces configured fields of a record by keyed pseudonyms and records the way back.
  *
- * - Each configured JSON path (see json-path.ts) is applied to a copy of the record; the input is never
- *   mutated. Missing paths are ignored. A match that is a string or a number is replaced by its
- *   pseudonym; `null` is left as it is (there is nothing to hide); any other match (object, array,
- *   boolean, non-finite number) throws {@link UnsupportedValueError} naming the concrete path, so that
- *   a field that changed shape is never passed through unmasked.
+ * - Each configured JSON path (see json-path.ts) is applied to the record. apply() works on a deep copy;
+ *   applyAsync() copies only the containers on the way to a replaced value (the result shares every
+ *   other subtree with the input), or with `inPlace` changes the caller's record itself. The input is
+ *   never mutated otherwise. Missing paths are ignored. A match that is a string or a number is
+ *   replaced by its pseudonym; `null` is left as it is (there is nothing to hide); any other match
+ *   (object, array, boolean, non-finite number) throws {@link UnsupportedValueError} naming the concrete
+ *   path, so that a field that changed shape is never passed through unmasked.
+ * - Every match is found (and checked) before anything is replaced, so an error leaves the record as it
+ *   was, also with `inPlace`.
  * - A location matched by several paths is replaced once.
- * - The new (token, value) pairs of a record are written to the re-identification store as one batch
- *   before apply() returns; if that fails, apply() throws and no pseudonymized record is produced.
+ * - The new (token, value) pairs of a record are stored durably in the re-identification store before
+ *   apply() returns (put) or applyAsync() resolves (putDurable, group commit); if that fails, no
+ *   pseudonymized record is produced (an `inPlace` record gets its values back).
  * - Logs carry counts and paths, never values.
  */
 import pino, { type Logger } from 'pino';
@@ -31,14 +36,30 @@ export interface PseudonymizerOptions {
   logger?: Logger;
 }
 
+export interface ApplyOptions {
+  /**
+   * Replace the values in `record` itself instead of in a copy (for a record the caller has just parsed
+   * and owns). On failure the record gets its original values back.
+   */
+  inPlace?: boolean;
+}
+
 export interface PseudonymizedRecord {
-  /** A new object: the record with every matched value replaced. */
+  /** The record with every matched value replaced: a new object, or the input itself with `inPlace`. */
   record: Record<string, unknown>;
   /** Values replaced. */
   tokens: number;
 }
 
 type Container = Record<string, unknown> | unknown[];
+type Key = string | number;
+
+/** A value to replace: `keys` lead from the record to it, `parents[i]` is the container of `keys[i]`. */
+interface Match {
+  readonly parents: readonly Container[];
+  readonly keys: readonly Key[];
+  readonly value: PseudonymizableValue;
+}
 
 function isContainer(v: unknown): v is Container {
   return typeof v === 'object' && v !== null;
@@ -52,27 +73,49 @@ function kindOf(v: unknown): string {
   return `a ${typeof v}`;
 }
 
-/** Deep copy of JSON data (plain objects and arrays; other values are copied by reference). */
-function copyJson(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(copyJson);
-  if (isContainer(v)) {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) {
-      // defineProperty, so that an own "__proto__" member stays a member
-      Object.defineProperty(out, k, {
-        value: copyJson(x),
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    }
-    return out;
+/**
+ * Sets a member. Plain assignment, except for "__proto__", which assignment would take as the
+ * prototype when the object does not have it as an own member yet.
+ */
+function setMember(node: Container, key: Key, value: unknown): void {
+  if (key === '__proto__') {
+    Object.defineProperty(node, key, { value, enumerable: true, writable: true, configurable: true });
+  } else {
+    (node as Record<Key, unknown>)[key] = value;
   }
-  return v;
+}
+
+/**
+ * A shallow copy: arrays by slice(), objects by spread, which copies own enumerable members as data
+ * properties (an own "__proto__" member stays a member; the copy's prototype is Object.prototype).
+ */
+function shallowCopy<T extends Container>(v: T): T {
+  return (Array.isArray(v) ? v.slice() : { ...v }) as T;
+}
+
+/** Deep copy of JSON data (plain objects and arrays; other values are copied by reference). */
+function copyJson<T extends Container>(v: T): T {
+  const out = shallowCopy(v);
+  if (Array.isArray(out)) {
+    for (let i = 0; i < out.length; i++) {
+      const x = out[i];
+      if (isContainer(x)) out[i] = copyJson(x);
+    }
+  } else {
+    const o = out as Record<string, unknown>;
+    for (const k of Object.keys(o)) {
+      const x = o[k];
+      // the copy has every key as an own member already, so assignment (even of "__proto__") sets it
+      if (isContainer(x)) o[k] = copyJson(x);
+    }
+  }
+  return out;
 }
 
 export class Pseudonymizer {
   readonly #paths: readonly JsonPath[];
+  /** Some two paths can name the same location (`$.a[*]` and `$.a[0]`). */
+  readonly #overlapping: boolean;
   readonly #keys: KeyRing;
   readonly #store: ReidentificationStore;
   readonly #log: Logger;
@@ -105,6 +148,9 @@ export class Pseudonymizer {
       paths.push(path);
     });
     this.#paths = paths;
+    this.#overlapping = paths.some((p, i) =>
+      paths.slice(i + 1).some((q) => canOverlap(p.segments, q.segments)),
+    );
     this.#keys = opts.keys;
     this.#store = opts.store;
     this.#log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'pseudonymizer' });
@@ -115,19 +161,102 @@ export class Pseudonymizer {
     return this.#paths.map((p) => formatJsonPath(p.segments));
   }
 
-  /** Pseudonymizes a copy of `record` (a JSON object). */
+  /**
+   * Pseudonymizes a deep copy of `record` (a JSON object); the new entries are stored with the store's
+   * synchronous put(), which blocks until they are durable. See applyAsync() for the ingest path.
+   */
   apply(record: unknown): PseudonymizedRecord {
+    const root = this.#check(record);
+    const matches = this.#find(root);
+    const out = copyJson(root);
+    if (matches.length === 0) return { record: out, tokens: 0 };
+    // The copy has the same shape: follow the keys of each match in it.
+    const entries: ReidentificationEntry[] = [];
+    for (const m of matches) {
+      let node: Container = out;
+      const last = m.keys.length - 1;
+      for (let i = 0; i < last; i++) node = (node as Record<Key, unknown>)[m.keys[i] as Key] as Container;
+      const token = this.#keys.pseudonym(m.value);
+      setMember(node, m.keys[last] as Key, token);
+      entries.push({ token, value: m.value });
+    }
+    this.#store.put(entries);
+    this.#logApplied(entries.length);
+    return { record: out, tokens: entries.length };
+  }
+
+  /**
+   * Like apply() (same results, same errors, as rejections), but the new entries go through the store's
+   * putDurable() (group commit, off the event loop), and it resolves only once they are durable. Without
+   * `inPlace`, only the containers on the way to a replaced value are copied: the result shares every
+   * other subtree with `record` (neither is changed here; a caller that later mutates one of them should
+   * pass a record it owns with `inPlace`).
+   */
+  async applyAsync(record: unknown, opts: ApplyOptions = {}): Promise<PseudonymizedRecord> {
+    const root = this.#check(record);
+    const matches = this.#find(root);
+    if (matches.length === 0) return { record: opts.inPlace ? root : shallowCopy(root), tokens: 0 };
+    const entries: ReidentificationEntry[] = [];
+    for (const m of matches) entries.push({ token: this.#keys.pseudonym(m.value), value: m.value });
+    let out: Record<string, unknown>;
+    if (opts.inPlace) {
+      out = root;
+      for (let j = 0; j < matches.length; j++) {
+        const m = matches[j] as Match;
+        const last = m.keys.length - 1;
+        setMember(
+          m.parents[last] as Container,
+          m.keys[last] as Key,
+          (entries[j] as ReidentificationEntry).token,
+        );
+      }
+      try {
+        await this.#store.putDurable(entries);
+      } catch (err) {
+        // No pseudonymized record without its mapping: give the caller its record back as it was.
+        for (const m of matches) {
+          const last = m.keys.length - 1;
+          setMember(m.parents[last] as Container, m.keys[last] as Key, m.value);
+        }
+        throw err;
+      }
+    } else {
+      out = shallowCopy(root);
+      // original container -> its copy (a container reached twice is copied once)
+      const copies = new Map<Container, Container>([[root, out]]);
+      for (let j = 0; j < matches.length; j++) {
+        const m = matches[j] as Match;
+        let node: Container = out;
+        const last = m.keys.length - 1;
+        for (let i = 1; i <= last; i++) {
+          const original = m.parents[i] as Container;
+          let copy = copies.get(original);
+          if (copy === undefined) {
+            copy = shallowCopy(original);
+            copies.set(original, copy);
+          }
+          setMember(node, m.keys[i - 1] as Key, copy);
+          node = copy;
+        }
+        setMember(node, m.keys[last] as Key, (entries[j] as ReidentificationEntry).token);
+      }
+      await this.#store.putDurable(entries);
+    }
+    this.#logApplied(entries.length);
+    return { record: out, tokens: entries.length };
+  }
+
+  #check(record: unknown): Record<string, unknown> {
     if (!isContainer(record) || Array.isArray(record)) {
       throw new InvalidRecordError(`a record must be a JSON object, got ${kindOf(record)}`);
     }
-    const out = copyJson(record) as Record<string, unknown>;
-    const done = new Map<Container, Set<string | number>>();
-    const entries: ReidentificationEntry[] = [];
-    for (const path of this.#paths) this.#walk(out, path.segments, 0, [], done, entries);
-    if (entries.length > 0) this.#store.put(entries);
-    if (entries.length > 0)
-      this.#log.debug({ tokens: entries.length, version: this.#keys.activeVersion }, 'pseudonymized');
-    return { record: out, tokens: entries.length };
+    return record;
+  }
+
+  #logApplied(tokens: number): void {
+    if (this.#log.isLevelEnabled('debug')) {
+      this.#log.debug({ tokens, version: this.#keys.activeVersion }, 'pseudonymized');
+    }
   }
 
   /** The original value of a pseudonym (with its type), or undefined if this gateway never made it. */
@@ -135,61 +264,90 @@ export class Pseudonymizer {
     return this.#store.get(token);
   }
 
-  #walk(
-    node: Container,
-    segments: readonly PathSegment[],
-    i: number,
-    at: (string | number)[],
-    done: Map<Container, Set<string | number>>,
-    entries: ReidentificationEntry[],
-  ): void {
-    const seg = segments[i] as PathSegment;
-    const last = i === segments.length - 1;
-    const visit = (key: string | number) => {
-      const child = (node as Record<string | number, unknown>)[key];
-      const where = [...at, key];
-      if (!last) {
-        if (isContainer(child)) this.#walk(child, segments, i + 1, where, done, entries);
-        return; // a scalar (or null) where the path goes deeper: the path is missing
-      }
-      this.#replace(node, key, child, where, done, entries);
+  /**
+   * Every location to replace, in path order, each once; throws {@link UnsupportedValueError} for the
+   * first match that cannot be pseudonymized. Reads the record only.
+   */
+  #find(root: Record<string, unknown>): Match[] {
+    const walk: Walk = {
+      parents: [],
+      keys: [],
+      matches: [],
+      // Only paths that can name the same location need to remember what they matched.
+      done: this.#overlapping ? new Set() : undefined,
     };
+    for (const path of this.#paths) this.#walk(root, path.segments, 0, walk);
+    return walk.matches;
+  }
+
+  #walk(node: Container, segments: readonly PathSegment[], i: number, walk: Walk): void {
+    const seg = segments[i] as PathSegment;
     if (seg.kind === 'member') {
-      if (!Array.isArray(node) && Object.hasOwn(node, seg.name)) visit(seg.name);
+      if (!Array.isArray(node) && Object.hasOwn(node, seg.name))
+        this.#visit(node, seg.name, segments, i, walk);
     } else if (seg.kind === 'index') {
-      if (Array.isArray(node) && seg.index < node.length) visit(seg.index);
+      if (Array.isArray(node) && seg.index < node.length) this.#visit(node, seg.index, segments, i, walk);
     } else if (Array.isArray(node)) {
-      for (let k = 0; k < node.length; k++) visit(k);
+      for (let k = 0; k < node.length; k++) this.#visit(node, k, segments, i, walk);
     } else {
-      for (const k of Object.keys(node)) visit(k);
+      for (const k of Object.keys(node)) this.#visit(node, k, segments, i, walk);
     }
   }
 
-  #replace(
-    node: Container,
-    key: string | number,
-    value: unknown,
-    where: (string | number)[],
-    done: Map<Container, Set<string | number>>,
-    entries: ReidentificationEntry[],
-  ): void {
-    let keys = done.get(node);
-    if (keys?.has(key)) return; // already replaced through another path
-    if (value === null) return;
-    if (typeof value !== 'string' && !(typeof value === 'number' && Number.isFinite(value))) {
-      const path = formatJsonPath(where);
+  #visit(node: Container, key: Key, segments: readonly PathSegment[], i: number, walk: Walk): void {
+    const child = (node as Record<Key, unknown>)[key];
+    if (i < segments.length - 1) {
+      // a scalar (or null) where the path goes deeper: the path is missing
+      if (!isContainer(child)) return;
+      walk.parents.push(node);
+      walk.keys.push(key);
+      this.#walk(child, segments, i + 1, walk);
+      walk.parents.pop();
+      walk.keys.pop();
+      return;
+    }
+    if (child === null) return;
+    if (typeof child !== 'string' && !(typeof child === 'number' && Number.isFinite(child))) {
+      // (a location already matched through another path held a string or a number)
+      const path = formatJsonPath([...walk.keys, key]);
       throw new UnsupportedValueError(
-        `${path} is ${kindOf(value)}; only strings and numbers can be pseudonymized`,
+        `${path} is ${kindOf(child)}; only strings and numbers can be pseudonymized`,
         path,
       );
     }
-    const token = this.#keys.pseudonym(value);
-    (node as Record<string | number, unknown>)[key] = token;
-    if (keys === undefined) {
-      keys = new Set();
-      done.set(node, keys);
+    const keys = [...walk.keys, key];
+    if (walk.done !== undefined) {
+      const where = JSON.stringify(keys);
+      if (walk.done.has(where)) return; // already matched through another path
+      walk.done.add(where);
     }
-    keys.add(key);
-    entries.push({ token, value });
+    walk.matches.push({ parents: [...walk.parents, node], keys, value: child });
   }
+}
+
+/** State of one #find(). */
+interface Walk {
+  /** The containers and keys from the record down to the node being visited. */
+  readonly parents: Container[];
+  readonly keys: Key[];
+  readonly matches: Match[];
+  /** Locations matched so far (their keys as JSON), when paths can overlap. */
+  readonly done: Set<string> | undefined;
+}
+
+/**
+ * Whether two paths can name the same location: the same number of segments, and at each position a
+ * wildcard, or the same member name, or the same index (a member never names an array element).
+ */
+function canOverlap(a: readonly PathSegment[], b: readonly PathSegment[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as PathSegment;
+    const y = b[i] as PathSegment;
+    if (x.kind === 'wildcard' || y.kind === 'wildcard') continue;
+    if (x.kind === 'member' && y.kind === 'member' && x.name === y.name) continue;
+    if (x.kind === 'index' && y.kind === 'index' && x.index === y.index) continue;
+    return false;
+  }
+  return true;
 }

@@ -3,7 +3,7 @@
  * `k1.` followed by 32 characters of `a-z2-7`. The canonical form carries the value's type
  * (`string:"123"` vs `number:123`), so a string and a number with the same text never collide.
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, type KeyObject } from 'node:crypto';
 
 /** The values that can be pseudonymized (and are given back by re-identification). */
 export type PseudonymizableValue = string | number;
@@ -46,8 +46,15 @@ export function canonical(value: PseudonymizableValue): string {
   return `${typeof value}:${JSON.stringify(value)}`;
 }
 
-/** The pseudonym of `value` under `key`, tagged with `version`. */
-export function computeToken(version: string, key: Uint8Array, value: PseudonymizableValue): string {
+/**
+ * The pseudonym of `value` under `key` (raw bytes, or a secret KeyObject of those bytes), tagged with
+ * `version`.
+ */
+export function computeToken(
+  version: string,
+  key: Uint8Array | KeyObject,
+  value: PseudonymizableValue,
+): string {
   const mac = createHmac('sha256', key).update(canonical(value), 'utf8').digest();
   return `${version}.${base32(mac.subarray(0, TOKEN_BYTES))}`;
 }
