@@ -127,7 +127,8 @@ class Wakeup {
     private readonly stop: AbortSignal,
   ) {}
   kick(): void {
-    this.ctrl.abort();
+    // abort() makes its default reason (a DOMException, with a stack) even when already aborted.
+    if (!this.ctrl.signal.aborted) this.ctrl.abort();
   }
   /** Forgets a kick that has not ended a sleep yet. */
   clear(): void {
