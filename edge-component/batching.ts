@@ -40,8 +40,8 @@ export interface BatchEntry {
   seq: number;
   /** Epoch milliseconds the record was accepted. */
   ts: number;
-  /** The record as one line of JSON (no newline). */
-  json: string;
+  /** The record as one line of JSON (no newline), as text or as its UTF-8 bytes. */
+  json: string | Uint8Array;
 }
 
 export interface Batch {
@@ -53,11 +53,14 @@ export interface Batch {
   lastSeq: number;
   records: number;
   uncompressedBytes: number;
-  /** The NDJSON text (one record per line, a newline after each); {@link gzipBatch} makes the body. */
-  text: string;
+  /** The NDJSON bytes (one record per line, a newline after each); {@link gzipBatch} makes the body. */
+  ndjson: Buffer;
 }
 
 export type CloseReason = 'records' | 'bytes' | 'age' | 'shutdown';
+
+const NEWLINE = 0x0a;
+const LF = Buffer.from('\n');
 
 /** Sequence numbers are zero-padded so that batch keys sort in stream order. */
 const pad = (n: number) => String(n).padStart(12, '0');
@@ -88,8 +91,9 @@ export function cutBatch(
   let count = 0;
   let reason: CloseReason | undefined;
   for (const e of entries) {
-    if (e.json.includes('\n')) throw new BatchingError(`record ${e.seq} of ${stream} holds a newline`);
-    const size = Buffer.byteLength(e.json) + 1;
+    const newline = typeof e.json === 'string' ? e.json.includes('\n') : e.json.includes(NEWLINE);
+    if (newline) throw new BatchingError(`record ${e.seq} of ${stream} holds a newline`);
+    const size = (typeof e.json === 'string' ? Buffer.byteLength(e.json) : e.json.byteLength) + 1;
     if (count > 0 && bytes + size > limits.maxBytes) {
       reason = 'bytes';
       break;
@@ -113,7 +117,9 @@ export function cutBatch(
   }
   const chosen = entries.slice(0, count);
   const last = chosen[chosen.length - 1]!;
-  const text = `${chosen.map((e) => e.json).join('\n')}\n`;
+  const parts: Uint8Array[] = [];
+  for (const e of chosen) parts.push(typeof e.json === 'string' ? Buffer.from(e.json) : e.json, LF);
+  const ndjson = Buffer.concat(parts, bytes);
   const id = batchId(first.seq, last.seq);
   return {
     reason,
@@ -125,8 +131,8 @@ export function cutBatch(
       firstSeq: first.seq,
       lastSeq: last.seq,
       records: count,
-      uncompressedBytes: Buffer.byteLength(text),
-      text,
+      uncompressedBytes: ndjson.length,
+      ndjson,
     },
   };
 }
@@ -137,6 +143,6 @@ const gzipAsync = promisify(gzip);
  * The object body of a batch: gzip of its text, on the thread pool (not the event loop). No name and
  * mtime 0 (zlib's defaults), so the same text always gives the same bytes.
  */
-export function gzipBatch(batch: Pick<Batch, 'text'>): Promise<Buffer> {
-  return gzipAsync(batch.text, { level: 6 });
+export function gzipBatch(batch: Pick<Batch, 'ndjson'>): Promise<Buffer> {
+  return gzipAsync(batch.ndjson, { level: 6 });
 }

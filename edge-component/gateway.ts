@@ -213,6 +213,8 @@ export class Gateway {
    * records a second time under another key.
    */
   private cuts = new Map<number, number>();
+  /** The cuts known to be in the file already (loaded, or saved since). */
+  private readonly cutsSaved = new Map<number, number>();
   private appendedSinceRound = 0;
   private appendedBytesSinceRound = 0;
   /**
@@ -311,6 +313,7 @@ export class Gateway {
     this.cuts = new Map(
       parsed.filter(([a, b]) => Number.isSafeInteger(a) && Number.isSafeInteger(b) && a <= b),
     );
+    for (const [a, b] of this.cuts) this.cutsSaved.set(a, b);
   }
 
   /** Writes the cut ranges atomically (temp file, fsync, rename), off the event loop. */
@@ -523,10 +526,13 @@ export class Gateway {
     this.appendedSinceRound = 0;
     this.appendedBytesSinceRound = 0;
     this.openBatch = undefined;
-    while (this.pending.length < this.config.drain.concurrency) {
-      const last = this.pending[this.pending.length - 1];
+    // Cut every batch that fits in the round first, then record the new cuts with one write and
+    // compress them in parallel on the thread pool.
+    const fresh: CutBatch[] = [];
+    let lastSeq = this.pending[this.pending.length - 1]?.batch.lastSeq;
+    while (this.pending.length + fresh.length < this.config.drain.concurrency) {
       const entries = await this.spool.read(STREAMS.telemetry, {
-        fromSeq: last ? last.batch.lastSeq + 1 : 0,
+        fromSeq: lastSeq !== undefined ? lastSeq + 1 : 0,
         maxEntries: limits.maxRecords,
         maxBytes: limits.maxBytes * 2,
       });
@@ -551,12 +557,18 @@ export class Gateway {
         this.openBatch = { count: entries.length, bytes };
         break;
       }
-      if (recordedLast === undefined) {
-        this.cuts.set(cut.batch.firstSeq, cut.batch.lastSeq);
-        await this.saveCuts();
-      }
-      this.pending.push({ batch: cut.batch, body: await gzipBatch(cut.batch), done: false });
+      if (recordedLast === undefined) this.cuts.set(cut.batch.firstSeq, cut.batch.lastSeq);
+      fresh.push(cut.batch);
+      lastSeq = cut.batch.lastSeq;
     }
+    if (fresh.some((b) => this.cutsSaved.get(b.firstSeq) !== b.lastSeq)) {
+      await this.saveCuts();
+      for (const b of fresh) this.cutsSaved.set(b.firstSeq, b.lastSeq);
+    }
+    const bodies = await Promise.all(fresh.map((b) => gzipBatch(b)));
+    fresh.forEach((batch, i) => {
+      this.pending.push({ batch, body: bodies[i]!, done: false });
+    });
     if (this.pending.length === 0) return { progress: false, failed: false, ...(waitMs ? { waitMs } : {}) };
     const signal = shuttingDown ? undefined : this.stopCtrl.signal;
     const results = await Promise.allSettled(
@@ -567,7 +579,11 @@ export class Gateway {
     if (ackTo !== undefined) {
       await this.spool.ack(STREAMS.telemetry, ackTo);
       // The file keeps the acked ranges until the next cut rewrites it: they are never read again.
-      for (const [firstSeq, lastSeq] of this.cuts) if (lastSeq <= ackTo) this.cuts.delete(firstSeq);
+      for (const [firstSeq, lastSeq] of this.cuts) {
+        if (lastSeq > ackTo) continue;
+        this.cuts.delete(firstSeq);
+        this.cutsSaved.delete(firstSeq);
+      }
     }
     const failed = results.some((r) => r.status === 'rejected');
     return { progress: ackTo !== undefined, failed, ...(waitMs ? { waitMs } : {}) };
@@ -852,7 +868,7 @@ export class Gateway {
 }
 
 function toBatchEntry(e: SpoolEntry): BatchEntry {
-  return { seq: e.seq, ts: e.timestamp, json: Buffer.from(e.bytes).toString('utf8') };
+  return { seq: e.seq, ts: e.timestamp, json: e.bytes };
 }
 
 /** The standalone ShadowClient: an update document published (QoS 1) on the shadow's update topic. */
