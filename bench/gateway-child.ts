@@ -242,7 +242,6 @@ async function runPipeline(req: ChildRequest): Promise<ChildResult> {
   const gateway = await Gateway.start(config, { channel, uploader, logger: pino({ level: 'silent' }) });
   const lat = new Float64Array(req.records);
   let bytes = 0;
-  const full = Math.floor(req.records / req.batchRecords) * req.batchRecords;
   const rss = rssSampler();
   const t0 = performance.now();
   try {
@@ -254,9 +253,9 @@ async function runPipeline(req: ChildRequest): Promise<ChildResult> {
       lat[i] = performance.now() - s;
       if (!r.accepted) throw new Error(`record ${i} was not accepted: ${r.reason}`);
     });
-    await uploader.reached(full);
   } finally {
-    // Uploads the final partial batch (if any) and closes the spool.
+    // Cuts and uploads whatever is left (the open batch too) and closes the spool: the run ends when
+    // every record is in an uploaded batch.
     await gateway.stop();
   }
   const seconds = (performance.now() - t0) / 1000;

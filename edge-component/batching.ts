@@ -40,8 +40,13 @@ export interface BatchEntry {
   seq: number;
   /** Epoch milliseconds the record was accepted. */
   ts: number;
-  /** The record as one line of JSON (no newline), as text or as its UTF-8 bytes. */
+  /**
+   * The record as one line of JSON (no newline), as text or as its UTF-8 bytes; or, when `records` is
+   * more than 1, that many records separated by newlines (no newline at the end).
+   */
   json: string | Uint8Array;
+  /** Records in `json`; default 1. */
+  records?: number;
 }
 
 export interface Batch {
@@ -89,17 +94,22 @@ export function cutBatch(
   if (entries.length === 0) return undefined;
   let bytes = 0;
   let count = 0;
+  let taken = 0;
   let reason: CloseReason | undefined;
   for (const e of entries) {
-    const newline = typeof e.json === 'string' ? e.json.includes('\n') : e.json.includes(NEWLINE);
-    if (newline) throw new BatchingError(`record ${e.seq} of ${stream} holds a newline`);
+    const n = e.records ?? 1;
+    if (n === 1) {
+      const newline = typeof e.json === 'string' ? e.json.includes('\n') : e.json.includes(NEWLINE);
+      if (newline) throw new BatchingError(`record ${e.seq} of ${stream} holds a newline`);
+    }
     const size = (typeof e.json === 'string' ? Buffer.byteLength(e.json) : e.json.byteLength) + 1;
-    if (count > 0 && bytes + size > limits.maxBytes) {
-      reason = 'bytes';
+    if (count > 0 && (bytes + size > limits.maxBytes || count + n > limits.maxRecords)) {
+      reason = bytes + size > limits.maxBytes ? 'bytes' : 'records';
       break;
     }
     bytes += size;
-    count += 1;
+    count += n;
+    taken += 1;
     if (count >= limits.maxRecords) {
       reason = 'records';
       break;
@@ -115,7 +125,7 @@ export function cutBatch(
     else if (shuttingDown) reason = 'shutdown';
     else return undefined;
   }
-  const chosen = entries.slice(0, count);
+  const chosen = entries.slice(0, taken);
   const last = chosen[chosen.length - 1]!;
   const parts: Uint8Array[] = [];
   for (const e of chosen) parts.push(typeof e.json === 'string' ? Buffer.from(e.json) : e.json, LF);

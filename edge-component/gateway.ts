@@ -7,8 +7,10 @@
  *   counts as accepted only once that append is durable. A malformed record, or one whose
  *   pseudonymization fails, goes to the `deadletter` stream with the reason, never anywhere else. The
  *   deadletter stream stays on the gateway (it is never uploaded), so raw IDs in it never leave the site.
- * - Telemetry: the upload loop reads the head of the `telemetry` stream, cuts batches with cutBatch
- *   (limits from `batching`), uploads up to `drain.concurrency` of them at once, and acks the spool up
+ * - Telemetry: records accepted in the same event-loop turn share one spool entry (NDJSON lines, the
+ *   record count in its metadata) and one commit. The upload loop reads the head of the `telemetry`
+ *   stream, cuts batches with cutBatch (limits from `batching`; a batch holds whole entries), records
+ *   the cuts in the spool, uploads up to `drain.concurrency` batches at once, and acks the spool up
  *   to the last batch of the uploaded prefix. A failed batch is kept (in memory, the very same batch,
  *   so a retry writes the same key and bytes) and retried with exponential backoff. Nothing is tried
  *   while the IoT channel is down (credentials come over it); on reconnect the backlog drains oldest
@@ -25,7 +27,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import pino, { type Logger } from 'pino';
@@ -48,7 +50,7 @@ import { KeyRing, type SecretSource } from './pseudonymize/keyring.js';
 import { Pseudonymizer } from './pseudonymize/pseudonymizer.js';
 import { FileReidentificationStore } from './pseudonymize/store.js';
 import { type SimulatorHandle, startSimulator } from './simulator.js';
-import { type JsonValue, Spool, type SpoolEntry } from './spool/index.js';
+import { type AppendResult, type JsonValue, Spool, type SpoolEntry } from './spool/index.js';
 import type { UploadRequest, UploadResult } from './uploader.js';
 
 export class GatewayError extends EdgeError {}
@@ -148,6 +150,26 @@ class Wakeup {
 }
 
 const IDLE_MS = 3_600_000;
+/**
+ * Batches cut (and compressed) per upload round when a backlog waits: a round costs a few event-loop
+ * turns whatever it carries, so under load it carries several batches. Uploads still run at most
+ * `drain.concurrency` at a time.
+ */
+const CUT_AHEAD = 8;
+/** Spool meta key of the telemetry batches cut but not yet acked (first sequence -> last sequence). */
+const CUTS_KEY = 'telemetry-cuts';
+/** Limits of one telemetry spool entry (records accepted in the same turn); also at most a batch. */
+const CHUNK_MAX_RECORDS = 256;
+const CHUNK_MAX_BYTES = 256 * 1024;
+const LF = Buffer.from('\n');
+
+interface TelemetryChunk {
+  parts: Buffer[];
+  /** Bytes of the records plus one separator each. */
+  bytes: number;
+  count: number;
+  done: Promise<AppendResult>;
+}
 
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -207,14 +229,12 @@ export class Gateway {
   private readonly tracked = new Set<Promise<unknown>>();
   private pending: PendingBatch[] = [];
   /**
-   * Batches cut but not yet acked in the spool, first sequence -> last sequence, kept in a file beside
-   * the spool: after a restart between an upload and its ack, the same records are cut into the same
+   * Batches cut but not yet acked in the spool, first sequence -> last sequence, kept in the spool's
+   * meta data (durable before the batch's upload starts): after a restart between an upload and its ack, the same records are cut into the same
    * batch again (same key, same bytes), so `If-None-Match` finds the earlier upload instead of writing the
    * records a second time under another key.
    */
   private cuts = new Map<number, number>();
-  /** The cuts known to be in the file already (loaded, or saved since). */
-  private readonly cutsSaved = new Map<number, number>();
   private appendedSinceRound = 0;
   private appendedBytesSinceRound = 0;
   /**
@@ -233,6 +253,8 @@ export class Gateway {
   private simulator: SimulatorHandle | undefined;
   private localBroker: MqttClient | undefined;
   private readonly localSubs: Unsubscribe[] = [];
+  /** The telemetry entry being filled in this event-loop turn. */
+  private chunk: TelemetryChunk | undefined;
   private readonly topics: ReturnType<typeof eventTopics>;
 
   private constructor(
@@ -303,34 +325,34 @@ export class Gateway {
     return gw;
   }
 
-  private get cutsFile(): string {
+  /** Where earlier versions kept the cut ranges: read once, then they live in the spool. */
+  private get legacyCutsFile(): string {
     return join(this.config.spool.dir, 'telemetry-cuts.json');
   }
 
-  private loadCuts(): void {
-    if (!existsSync(this.cutsFile)) return;
-    const parsed = JSON.parse(readFileSync(this.cutsFile, 'utf8')) as [number, number][];
+  private async loadCuts(): Promise<void> {
+    let parsed: unknown = this.spool.getMeta(CUTS_KEY);
+    const legacy = this.legacyCutsFile;
+    if (parsed === undefined && existsSync(legacy)) parsed = JSON.parse(readFileSync(legacy, 'utf8'));
+    const pairs = Array.isArray(parsed) ? (parsed as unknown[]) : [];
     this.cuts = new Map(
-      parsed.filter(([a, b]) => Number.isSafeInteger(a) && Number.isSafeInteger(b) && a <= b),
+      pairs
+        .filter((p): p is [number, number] => Array.isArray(p) && p.length === 2)
+        .filter(([a, b]) => Number.isSafeInteger(a) && Number.isSafeInteger(b) && a <= b),
     );
-    for (const [a, b] of this.cuts) this.cutsSaved.set(a, b);
+    if (existsSync(legacy)) {
+      await this.saveCuts();
+      await unlink(legacy);
+    }
   }
 
-  /** Writes the cut ranges atomically (temp file, fsync, rename), off the event loop. */
+  /** Records the cut ranges in the spool (durable, sharing the commit of concurrent appends). */
   private async saveCuts(): Promise<void> {
-    const tmp = `${this.cutsFile}.tmp`;
-    const h = await open(tmp, 'w', 0o600);
-    try {
-      await h.writeFile(JSON.stringify([...this.cuts]));
-      await h.sync();
-    } finally {
-      await h.close();
-    }
-    await rename(tmp, this.cutsFile);
+    await this.spool.putMeta(CUTS_KEY, [...this.cuts]);
   }
 
   private async init(localPubSub: LocalPubSub | undefined): Promise<void> {
-    this.loadCuts();
+    await this.loadCuts();
     await this.loadOutstandingEvents();
     this.offState = this.channel.onStateChange((state) => this.onChannelState(state));
     this.unsubscribeAck = await this.channel.subscribe(
@@ -409,7 +431,7 @@ export class Gateway {
       return this.deadletter('ingest', `record cannot be serialized: ${describe(err)}`, {});
     }
     const bytes = Buffer.from(json);
-    const { seq } = await this.spool.append(STREAMS.telemetry, bytes);
+    const { seq } = await this.appendTelemetry(bytes);
     this.counters.accepted++;
     this.appendedSinceRound++;
     this.appendedBytesSinceRound += bytes.length + 1;
@@ -424,6 +446,43 @@ export class Gateway {
       this.uploadWake.kick();
     }
     return { accepted: true, seq };
+  }
+
+  /**
+   * Records accepted in the same event-loop turn share one spool entry (their NDJSON lines, with the
+   * record count as its metadata) and one commit: the spool's work per record stays small under load.
+   * Each caller resolves once that entry is durable.
+   */
+  private appendTelemetry(bytes: Buffer): Promise<AppendResult> {
+    const limits = this.config.batching;
+    let c = this.chunk;
+    if (
+      !c ||
+      c.count >= Math.min(CHUNK_MAX_RECORDS, limits.maxRecords) ||
+      c.bytes + bytes.length + 1 > Math.min(CHUNK_MAX_BYTES, limits.maxBytes)
+    ) {
+      const chunk: TelemetryChunk = {
+        parts: [],
+        bytes: 0,
+        count: 0,
+        done: Promise.resolve(undefined as never),
+      };
+      chunk.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        if (this.chunk === chunk) this.chunk = undefined;
+        const body = Buffer.concat(chunk.parts, chunk.bytes - 1);
+        return this.spool.append(
+          STREAMS.telemetry,
+          body,
+          chunk.count > 1 ? { records: chunk.count } : undefined,
+        );
+      });
+      this.chunk = c = chunk;
+    }
+    if (c.count > 0) c.parts.push(LF);
+    c.parts.push(bytes);
+    c.bytes += bytes.length + 1;
+    c.count++;
+    return c.done;
   }
 
   private async deadletter(
@@ -514,8 +573,9 @@ export class Gateway {
   }
 
   /**
-   * Cuts up to `drain.concurrency` batches from the head of the telemetry stream (all that are left
-   * when shutting down), uploads the new ones at once and acks the uploaded prefix.
+   * Cuts up to CUT_AHEAD (at least `drain.concurrency`) batches from the head of the telemetry stream,
+   * records the cuts and compresses them, uploads them `drain.concurrency` at a time and acks the
+   * uploaded prefix. When shutting down, rounds repeat until nothing is left.
    */
   private async uploadRound(
     shuttingDown: boolean,
@@ -530,7 +590,8 @@ export class Gateway {
     // compress them in parallel on the thread pool.
     const fresh: CutBatch[] = [];
     let lastSeq = this.pending[this.pending.length - 1]?.batch.lastSeq;
-    while (this.pending.length + fresh.length < this.config.drain.concurrency) {
+    const ahead = Math.max(CUT_AHEAD, this.config.drain.concurrency);
+    while (this.pending.length + fresh.length < ahead) {
       const entries = await this.spool.read(STREAMS.telemetry, {
         fromSeq: lastSeq !== undefined ? lastSeq + 1 : 0,
         maxEntries: limits.maxRecords,
@@ -553,37 +614,48 @@ export class Gateway {
       if (!cut) {
         waitMs = Math.max(1, first.timestamp + limits.maxAgeMs - now);
         let bytes = 0;
-        for (const e of entries) bytes += e.bytes.length + 1;
-        this.openBatch = { count: entries.length, bytes };
+        let count = 0;
+        for (const e of entries) {
+          bytes += e.bytes.length + 1;
+          count += toBatchEntry(e).records ?? 1;
+        }
+        this.openBatch = { count, bytes };
         break;
       }
       if (recordedLast === undefined) this.cuts.set(cut.batch.firstSeq, cut.batch.lastSeq);
       fresh.push(cut.batch);
       lastSeq = cut.batch.lastSeq;
     }
-    if (fresh.some((b) => this.cutsSaved.get(b.firstSeq) !== b.lastSeq)) {
-      await this.saveCuts();
-      for (const b of fresh) this.cutsSaved.set(b.firstSeq, b.lastSeq);
-    }
-    const bodies = await Promise.all(fresh.map((b) => gzipBatch(b)));
+    // The new cuts are durable before their upload starts (saved while the bodies are compressed).
+    const [bodies] = await Promise.all([
+      Promise.all(fresh.map((b) => gzipBatch(b))),
+      fresh.length > 0 ? this.saveCuts() : undefined,
+    ]);
     fresh.forEach((batch, i) => {
       this.pending.push({ batch, body: bodies[i]!, done: false });
     });
     if (this.pending.length === 0) return { progress: false, failed: false, ...(waitMs ? { waitMs } : {}) };
     const signal = shuttingDown ? undefined : this.stopCtrl.signal;
-    const results = await Promise.allSettled(
-      this.pending.filter((p) => !p.done).map((p) => this.uploadBatch(p, signal)),
-    );
+    // Up to drain.concurrency uploads at once, oldest first.
+    const todo = this.pending.filter((p) => !p.done);
+    const results: PromiseSettledResult<void>[] = [];
+    const worker = async () => {
+      for (let p = todo.shift(); p; p = todo.shift()) {
+        results.push(
+          await this.uploadBatch(p, signal).then(
+            () => ({ status: 'fulfilled', value: undefined }) as const,
+            (reason: unknown) => ({ status: 'rejected', reason }) as const,
+          ),
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.config.drain.concurrency, todo.length) }, worker));
     let ackTo: number | undefined;
     while (this.pending[0]?.done) ackTo = this.pending.shift()!.batch.lastSeq;
     if (ackTo !== undefined) {
       await this.spool.ack(STREAMS.telemetry, ackTo);
       // The file keeps the acked ranges until the next cut rewrites it: they are never read again.
-      for (const [firstSeq, lastSeq] of this.cuts) {
-        if (lastSeq > ackTo) continue;
-        this.cuts.delete(firstSeq);
-        this.cutsSaved.delete(firstSeq);
-      }
+      for (const [firstSeq, lastSeq] of this.cuts) if (lastSeq <= ackTo) this.cuts.delete(firstSeq);
     }
     const failed = results.some((r) => r.status === 'rejected');
     return { progress: ackTo !== undefined, failed, ...(waitMs ? { waitMs } : {}) };
@@ -868,7 +940,9 @@ export class Gateway {
 }
 
 function toBatchEntry(e: SpoolEntry): BatchEntry {
-  return { seq: e.seq, ts: e.timestamp, json: e.bytes };
+  const m = e.metadata as { records?: unknown } | undefined;
+  const records = typeof m?.records === 'number' && Number.isSafeInteger(m.records) ? m.records : 1;
+  return { seq: e.seq, ts: e.timestamp, json: e.bytes, records };
 }
 
 /** The standalone ShadowClient: an update document published (QoS 1) on the shadow's update topic. */

@@ -250,6 +250,7 @@ export class Spool {
     private readonly config: SpoolConfig,
     private readonly root: RootDatabase,
     private readonly stateDb: Database<StreamState, string>,
+    private readonly metaDb: Database<JsonValue, string>,
     private readonly log: Logger,
     private readonly clock: Clock,
   ) {}
@@ -274,7 +275,8 @@ export class Spool {
       throw new SpoolStorageError(`cannot open the spool database in ${config.dir}`, { cause: err });
     }
     const stateDb = root.openDB<StreamState, string>('state', {});
-    const spool = new Spool(config, root, stateDb, log, deps.clock ?? systemClock);
+    const metaDb = root.openDB<JsonValue, string>('meta', {});
+    const spool = new Spool(config, root, stateDb, metaDb, log, deps.clock ?? systemClock);
     try {
       await spool.load();
     } catch (err) {
@@ -330,10 +332,14 @@ export class Spool {
       this.log.info({ stream: rt.cfg.name, files: stray.length }, 'removed stray blob files');
   }
 
-  private stream(name: string): StreamRuntime {
+  private assertOpen(): void {
     if (this.closed) throw new SpoolClosedError('the spool is closed');
     if (this.failed)
       throw new SpoolStorageError('the spool failed to commit; reopen it', { cause: this.failed });
+  }
+
+  private stream(name: string): StreamRuntime {
+    this.assertOpen();
     const rt = this.streams.get(name);
     if (!rt) throw new UnknownStreamError(name);
     return rt;
@@ -723,6 +729,26 @@ export class Spool {
   }
 
   /** Per-stream figures for the health shadow. */
+  /**
+   * Keeps a small value of the spool's owner (e.g. batch boundaries) with the entries' durability; it
+   * shares the commit of concurrent writes. Resolves once it is durable.
+   */
+  async putMeta(key: string, value: JsonValue): Promise<void> {
+    this.assertOpen();
+    return this.track(() =>
+      this.commit(() => {
+        this.metaDb.putSync(key, value);
+        return { ok: true, value: undefined };
+      }),
+    );
+  }
+
+  /** A value stored with putMeta(), or undefined. */
+  getMeta(key: string): JsonValue | undefined {
+    this.assertOpen();
+    return this.metaDb.get(key) ?? undefined;
+  }
+
   stats(): SpoolStats {
     const now = this.clock.now();
     const streams: StreamStats[] = [];
