@@ -161,6 +161,8 @@ const CUTS_KEY = 'telemetry-cuts';
 /** Limits of one telemetry spool entry (records accepted in the same turn); also at most a batch. */
 const CHUNK_MAX_RECORDS = 256;
 const CHUNK_MAX_BYTES = 256 * 1024;
+/** Telemetry entries read at a time while looking for the next batch. */
+const HEAD_PAGE = 64;
 const LF = Buffer.from('\n');
 
 interface TelemetryChunk {
@@ -592,11 +594,7 @@ export class Gateway {
     let lastSeq = this.pending[this.pending.length - 1]?.batch.lastSeq;
     const ahead = Math.max(CUT_AHEAD, this.config.drain.concurrency);
     while (this.pending.length + fresh.length < ahead) {
-      const entries = await this.spool.read(STREAMS.telemetry, {
-        fromSeq: lastSeq !== undefined ? lastSeq + 1 : 0,
-        maxEntries: limits.maxRecords,
-        maxBytes: limits.maxBytes * 2,
-      });
+      const entries = await this.readBatchHead(lastSeq !== undefined ? lastSeq + 1 : 0);
       const first = entries[0];
       if (!first) break;
       // A batch cut before a restart is cut again exactly: its recorded entries, closed now.
@@ -617,7 +615,7 @@ export class Gateway {
         let count = 0;
         for (const e of entries) {
           bytes += e.bytes.length + 1;
-          count += toBatchEntry(e).records ?? 1;
+          count += entryRecords(e);
         }
         this.openBatch = { count, bytes };
         break;
@@ -659,6 +657,33 @@ export class Gateway {
     }
     const failed = results.some((r) => r.status === 'rejected');
     return { progress: ackTo !== undefined, failed, ...(waitMs ? { waitMs } : {}) };
+  }
+
+  /**
+   * The entries from `fromSeq` on that one batch can hold, plus the next one (so that cutBatch sees
+   * that the batch is full), read a page at a time: never much more than a batch in memory.
+   */
+  private async readBatchHead(fromSeq: number): Promise<SpoolEntry[]> {
+    const limits = this.config.batching;
+    const out: SpoolEntry[] = [];
+    let records = 0;
+    let bytes = 0;
+    for (let from = fromSeq; ; ) {
+      const page = await this.spool.read(STREAMS.telemetry, {
+        fromSeq: from,
+        maxEntries: HEAD_PAGE,
+        maxBytes: limits.maxBytes + CHUNK_MAX_BYTES,
+      });
+      for (const e of page) {
+        out.push(e);
+        records += entryRecords(e);
+        bytes += e.bytes.length + 1;
+        if (records > limits.maxRecords || bytes > limits.maxBytes) return out;
+      }
+      const last = page[page.length - 1];
+      if (!last || page.length < HEAD_PAGE) return out;
+      from = last.seq + 1;
+    }
   }
 
   private async uploadBatch(p: PendingBatch, signal: AbortSignal | undefined): Promise<void> {
@@ -939,10 +964,14 @@ export class Gateway {
   }
 }
 
-function toBatchEntry(e: SpoolEntry): BatchEntry {
+/** Records in a telemetry entry (its metadata says how many, when more than one). */
+function entryRecords(e: SpoolEntry): number {
   const m = e.metadata as { records?: unknown } | undefined;
-  const records = typeof m?.records === 'number' && Number.isSafeInteger(m.records) ? m.records : 1;
-  return { seq: e.seq, ts: e.timestamp, json: e.bytes, records };
+  return typeof m?.records === 'number' && Number.isSafeInteger(m.records) && m.records > 0 ? m.records : 1;
+}
+
+function toBatchEntry(e: SpoolEntry): BatchEntry {
+  return { seq: e.seq, ts: e.timestamp, json: e.bytes, records: entryRecords(e) };
 }
 
 /** The standalone ShadowClient: an update document published (QoS 1) on the shadow's update topic. */
