@@ -29,7 +29,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import pino, { type Logger } from 'pino';
 import { AckSchema, EventSchema, eventTopics } from '../protocol/events.js';
 import { shadowTopics } from '../protocol/topics.js';
@@ -372,7 +372,7 @@ export class Gateway {
         (err) => this.log.warn({ err: describe(err) }, 'simulated record not accepted'),
       );
     }
-    if (ingest.localBroker) this.startLocalBroker(ingest.localBroker.url, ingest.localBroker.topics);
+    if (ingest.localBroker) await this.startLocalBroker(ingest.localBroker.url, ingest.localBroker.topics);
     if (ingest.localPubSub) {
       if (!localPubSub) throw new GatewayError('ingest.localPubSub needs Greengrass local publish/subscribe');
       for (const topic of ingest.localPubSub.topics) {
@@ -517,7 +517,9 @@ export class Gateway {
     );
   }
 
-  private startLocalBroker(url: string, topics: string[]): void {
+  private async startLocalBroker(url: string, topics: string[]): Promise<void> {
+    // Loaded only when a local broker is configured (a gateway without one saves its memory).
+    const { default: mqtt } = await import('mqtt');
     const client = mqtt.connect(url, { reconnectPeriod: 1000, clean: true });
     // Acknowledge (PUBACK) a QoS 1 message only after the record is durable (or deadlettered).
     client.handleMessage = (packet, callback) => {
