@@ -6,6 +6,7 @@ import { LocalCloud } from '../cloud/local/index.js';
 import { provisionThing } from '../cloud/local/provision.js';
 import { runDemo } from './demo.js';
 import { CliError } from './errors.js';
+import { registerFacesCommands } from './faces.js';
 import { registerGatewayCommands } from './gateway.js';
 import { parseFlags, portFlag } from './options.js';
 import { runSql } from './sql.js';
@@ -138,6 +139,7 @@ export function buildProgram(): Command {
       });
     });
   registerGatewayCommands(program);
+  registerFacesCommands(program);
   return program;
 }
 
