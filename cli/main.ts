@@ -41,7 +41,7 @@ async function localUp(raw: unknown): Promise<void> {
       'edgefleet local cloud is up',
       `  data dir     ${cloud.options.dataDir}`,
       `  MQTT (mTLS)  ${e.mqttUrl}   root CA: ${cloud.options.dataDir}/ca/root-ca.crt`,
-      `  HTTP (AWS)   ${e.httpUrl}   services: iot, iotdata, sts, s3 (path-style)`,
+      `  HTTP (AWS)   ${e.httpUrl}   services: iot, iotdata, sts, s3, rekognition, sns (path-style)`,
       `  region       ${c.region}`,
       '  credentials for AWS SDK clients:',
       `    export AWS_ACCESS_KEY_ID=${c.credentials.accessKeyId}`,

@@ -10,12 +10,18 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import type * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
+import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { credentialsTopics } from '../../protocol/credentials.js';
 import {
   EVENT_ACK_FUNCTION_NAME,
   eventAckRolePolicy,
+  FACE_COLLECTION_ID,
+  FRAME_ANALYSIS_FUNCTION_NAME,
+  FRAME_PREFIXES,
+  frameAnalysisRolePolicy,
   UPLOAD_ROLE_NAME,
   uploadRolePolicy,
   VENDED_CREDENTIALS_SECONDS,
@@ -28,6 +34,10 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 export interface ProjectFunctionsProps {
   readonly dataBucket: s3.IBucket;
   readonly dataKey: kms.IKey;
+  /** Frame analysis results and alert rules; encrypted with `dataKey`. */
+  readonly resultsBucket: s3.IBucket;
+  readonly alertsTopic: sns.ITopic;
+  readonly alertsKey: kms.IKey;
 }
 
 export class ProjectFunctions extends Construct {
@@ -89,6 +99,7 @@ export class ProjectFunctions extends Construct {
       role: iam.IRole,
       logGroup: logs.ILogGroup,
       environment: Record<string, string>,
+      size: { timeout?: Duration; memorySize?: number } = {},
     ) =>
       new nodejs.NodejsFunction(this, id, {
         functionName: `${stack.stackName}-${name}`,
@@ -98,8 +109,8 @@ export class ProjectFunctions extends Construct {
         architecture: lambda.Architecture.ARM_64,
         role,
         logGroup,
-        timeout: Duration.seconds(10),
-        memorySize: 256,
+        timeout: size.timeout ?? Duration.seconds(10),
+        memorySize: size.memorySize ?? 256,
         environment,
         // CommonJS output: bundled CommonJS dependencies (pino, the SDK) keep their require() calls working.
         bundling: { format: nodejs.OutputFormat.CJS, target: 'node20', minify: true, sourceMap: false },
@@ -141,7 +152,68 @@ export class ProjectFunctions extends Construct {
     const eventAckFn = fn('EventAck', EVENT_ACK_FUNCTION_NAME, 'event-ack', ackRole, ackLogs, {
       DATA_BUCKET: props.dataBucket.bucketName,
     });
-    this.functions = { [VENDING_FUNCTION_NAME]: vending, [EVENT_ACK_FUNCTION_NAME]: eventAckFn };
+
+    // Frame analysis: S3 invokes it for new frames; Rekognition, results, summaries and alerts.
+    const analysisLogs = new logs.LogGroup(this, 'FrameAnalysisLogs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+    });
+    const analysisRole = new iam.Role(this, 'FrameAnalysisRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'Execution role of the frame analysis function',
+    });
+    const analysisPolicy = new iam.Policy(this, 'FrameAnalysisPolicy', {
+      document: iam.PolicyDocument.fromJson(
+        frameAnalysisRolePolicy({
+          dataBucket: props.dataBucket.bucketName,
+          resultsBucket: props.resultsBucket.bucketName,
+          topicArn: props.alertsTopic.topicArn,
+          region: Aws.REGION,
+          account: Aws.ACCOUNT_ID,
+          partition: Aws.PARTITION,
+        }),
+      ),
+      statements: [
+        // Frames and rules are read (also by Rekognition, with the function's permissions) and results
+        // written under the data key; the alerts topic's key encrypts what the function publishes.
+        new iam.PolicyStatement({
+          actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+          resources: [props.dataKey.keyArn, props.alertsKey.keyArn],
+        }),
+        new iam.PolicyStatement({
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [`${analysisLogs.logGroupArn}:*`],
+        }),
+      ],
+    });
+    analysisRole.attachInlinePolicy(analysisPolicy);
+    const frameAnalysisFn = fn(
+      'FrameAnalysis',
+      FRAME_ANALYSIS_FUNCTION_NAME,
+      'frame-analysis',
+      analysisRole,
+      analysisLogs,
+      {
+        RESULTS_BUCKET: props.resultsBucket.bucketName,
+        ALERT_TOPIC_ARN: props.alertsTopic.topicArn,
+        FACE_COLLECTION_ID,
+      },
+      { timeout: Duration.seconds(60), memorySize: 512 },
+    );
+    // The policy must exist before S3 can invoke the function with it.
+    frameAnalysisFn.node.addDependency(analysisPolicy);
+    for (const prefix of FRAME_PREFIXES) {
+      props.dataBucket.addEventNotification(
+        s3.EventType.OBJECT_CREATED,
+        new s3n.LambdaDestination(frameAnalysisFn),
+        { prefix },
+      );
+    }
+
+    this.functions = {
+      [VENDING_FUNCTION_NAME]: vending,
+      [EVENT_ACK_FUNCTION_NAME]: eventAckFn,
+      [FRAME_ANALYSIS_FUNCTION_NAME]: frameAnalysisFn,
+    };
 
     const ack = (scope: Construct, resource: unknown, reason: string) =>
       Validations.of(scope).acknowledge({
@@ -176,6 +248,47 @@ export class ProjectFunctions extends Construct {
       `${ackLogs.logGroupArn}:*`,
       "Lambda names a log stream per execution environment, always inside this function's own log group",
     );
+    for (const prefix of FRAME_PREFIXES) {
+      ack(
+        analysisPolicy,
+        `${dataArn}/${prefix}*`,
+        `S3 invokes the function for every new frame under ${prefix}; it (and Rekognition, with its permissions) may only read objects there`,
+      );
+    }
+    ack(
+      analysisPolicy,
+      `arn:${Aws.PARTITION}:s3:::${props.resultsBucket.bucketName}/results/*`,
+      'Each frame has its own result object whose key is derived from the frame key; the function may only write under results/',
+    );
+    ack(
+      analysisPolicy,
+      '*',
+      'rekognition:DetectLabels and rekognition:DetectFaces support no resource-level permissions (the Service Authorization Reference lists no resource type for them); SearchFacesByImage is scoped to the collection',
+    );
+    ack(
+      analysisPolicy,
+      Arn.format({ service: 'iot', resource: 'topic', resourceName: 'things/*/analysis' }, stack),
+      "The function publishes each frame's summary on that gateway's own analysis topic; the thing is known only per frame",
+    );
+    ack(
+      analysisPolicy,
+      `${analysisLogs.logGroupArn}:*`,
+      "Lambda names a log stream per execution environment, always inside this function's own log group",
+    );
+    // The S3 -> Lambda notification is configured by CDK's BucketNotificationsHandler custom resource
+    // (a direct NotificationConfiguration would make the bucket, the function's policy and the invoke
+    // permission depend on each other in a cycle).
+    const notificationsHandler = stack.node
+      .findAll()
+      .find((c) => c.node.id.startsWith('BucketNotificationsHandler') && c.node.scope === stack);
+    const notificationsRole = notificationsHandler?.node.tryFindChild('Role');
+    if (notificationsRole) {
+      Validations.of(notificationsRole).acknowledge({
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+        reason:
+          "CDK's BucketNotificationsHandler is a CDK-owned singleton that only writes its own logs; the managed basic execution policy is how CDK creates it and cannot be replaced from outside",
+      });
+    }
     ack(
       vendingPolicy,
       `${vendingLogs.logGroupArn}:*`,

@@ -7,10 +7,13 @@
 import { App, type AppProps, Aws, CfnOutput, Duration, Stack, type StackProps, Tags } from 'aws-cdk-lib';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import * as rekognition from 'aws-cdk-lib/aws-rekognition';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
 import { RULES } from '../rules/definitions.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
+import { FACE_COLLECTION_ID } from '../rules/resources.js';
 import { ProjectFunctions } from './functions.js';
 import { TopicRules } from './rules.js';
 
@@ -19,6 +22,9 @@ export const STACK_ID = 'Edgefleet';
 
 /** Prefix under which S3 writes the data lake's server access logs in the log bucket. */
 export const DATA_LAKE_ACCESS_LOG_PREFIX = 'data-lake/';
+
+/** Prefix under which S3 writes the results bucket's server access logs in the log bucket. */
+export const RESULTS_ACCESS_LOG_PREFIX = 'results/';
 
 export interface EdgefleetStackProps extends StackProps {
   /** Name of the IoT policy attached to every gateway certificate (default {@link DEVICE_POLICY_NAME}). */
@@ -38,6 +44,14 @@ export class EdgefleetStack extends Stack {
   readonly topicRules: TopicRules;
   /** The project's Lambda functions and the gateways' upload role. */
   readonly functions: ProjectFunctions;
+  /** Frame analysis results and the operators' alert rules (`config/alert-rules.json`). */
+  readonly resultsBucket: s3.Bucket;
+  /** Customer managed key of the alerts topic. */
+  readonly alertsKey: kms.Key;
+  /** Alerts raised by the frame analysis function's rules. */
+  readonly alertsTopic: sns.Topic;
+  /** The Rekognition face collection identification frames are searched against. */
+  readonly faceCollection: rekognition.CfnCollection;
 
   constructor(scope: Construct, id: string, props: EdgefleetStackProps = {}) {
     const { devicePolicyName = DEVICE_POLICY_NAME, ...stackProps } = props;
@@ -84,6 +98,37 @@ export class EdgefleetStack extends Stack {
       ],
     });
 
+    this.resultsBucket = new s3.Bucket(this, 'ResultsBucket', {
+      encryption: s3.BucketEncryption.KMS,
+      encryptionKey: this.dataLakeKey,
+      bucketKeyEnabled: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      versioned: true,
+      serverAccessLogsBucket: this.accessLogsBucket,
+      serverAccessLogsPrefix: RESULTS_ACCESS_LOG_PREFIX,
+      lifecycleRules: [
+        // A result is rewritten when a frame is analysed again; older versions are not needed for long.
+        { id: 'expire-old-result-versions', noncurrentVersionExpiration: Duration.days(30) },
+      ],
+    });
+
+    this.alertsKey = new kms.Key(this, 'AlertsKey', {
+      description: 'edgefleet alerts topic encryption key',
+      enableKeyRotation: true,
+    });
+    this.alertsTopic = new sns.Topic(this, 'AlertsTopic', {
+      displayName: 'edgefleet alerts',
+      masterKey: this.alertsKey,
+      enforceSSL: true,
+    });
+
+    this.faceCollection = new rekognition.CfnCollection(this, 'FaceCollection', {
+      collectionId: FACE_COLLECTION_ID,
+    });
+
     this.devicePolicy = new iot.CfnPolicy(this, 'DevicePolicy', {
       policyName: devicePolicyName,
       // Aws.REGION / Aws.ACCOUNT_ID are tokens; CDK renders the ARNs with Fn::Join, which leaves the
@@ -94,6 +139,9 @@ export class EdgefleetStack extends Stack {
     this.functions = new ProjectFunctions(this, 'Functions', {
       dataBucket: this.dataLakeBucket,
       dataKey: this.dataLakeKey,
+      resultsBucket: this.resultsBucket,
+      alertsTopic: this.alertsTopic,
+      alertsKey: this.alertsKey,
     });
 
     this.topicRules = new TopicRules(this, 'TopicRules', {
@@ -108,6 +156,14 @@ export class EdgefleetStack extends Stack {
     new CfnOutput(this, 'DataLakeKeyArn', {
       description: 'ARN of the KMS key that encrypts the data lake',
       value: this.dataLakeKey.keyArn,
+    });
+    new CfnOutput(this, 'ResultsBucketName', {
+      description: 'Name of the frame analysis results bucket (alert rules: config/alert-rules.json)',
+      value: this.resultsBucket.bucketName,
+    });
+    new CfnOutput(this, 'AlertsTopicArn', {
+      description: 'ARN of the SNS topic alerts are published to',
+      value: this.alertsTopic.topicArn,
     });
     new CfnOutput(this, 'DevicePolicyName', {
       description: 'Name of the IoT policy attached to gateway certificates',

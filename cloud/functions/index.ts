@@ -7,6 +7,7 @@
 
 import { credentialVending } from './credential-vending/handler.js';
 import { eventAck } from './event-ack/handler.js';
+import { frameAnalysis } from './frame-analysis/handler.js';
 import type { FunctionDefinition } from './runtime.js';
 
 /** The subset of the Node.js Lambda runtime's context object that handlers may rely on. */
@@ -28,7 +29,11 @@ export type Handler = (event: unknown, context: LambdaContext) => Promise<unknow
 export const FUNCTION_NAME_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
 
 /** The project's functions. Each is deployed by the CDK app and run in-process by the local cloud. */
-export const FUNCTIONS: readonly FunctionDefinition[] = Object.freeze([credentialVending, eventAck]);
+export const FUNCTIONS: readonly FunctionDefinition[] = Object.freeze([
+  credentialVending,
+  eventAck,
+  frameAnalysis,
+]);
 
 /** Names of the project's functions (what lambda rule actions may name). */
 export const FUNCTION_NAMES: readonly string[] = FUNCTIONS.map((f) => f.name);

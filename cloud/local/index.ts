@@ -9,9 +9,17 @@ import { FUNCTIONS, type HandlerRegistry } from '../functions/index.js';
 import { RULES } from '../rules/definitions.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
 import {
+  ALERTS_TOPIC_NAME,
+  alertsTopicArn,
   EVENT_ACK_ROLE_NAME,
   eventAckRolePolicy,
+  FACE_COLLECTION_ID,
+  FRAME_ANALYSIS_FUNCTION_NAME,
+  FRAME_ANALYSIS_ROLE_NAME,
+  FRAME_PREFIXES,
+  frameAnalysisRolePolicy,
   LOCAL_DATA_BUCKET,
+  LOCAL_RESULTS_BUCKET,
   UPLOAD_ROLE_NAME,
   uploadRolePolicy,
   VENDING_ROLE_NAME,
@@ -28,9 +36,14 @@ import { localFunctionRegistry } from './lambda-runtime.js';
 import { type LocalPki, loadOrCreatePki } from './pki.js';
 import { checkIotTopicLimits, isValidTopicName } from './policy.js';
 import { Registry } from './registry.js';
+import { rekognitionRoute } from './rekognition/route.js';
 import { RulesEngine } from './rules-engine.js';
+import { canonicalUserId, partitionOf } from './s3/context.js';
+import { S3Notifier } from './s3/notifications.js';
 import { s3Route } from './s3/route.js';
 import { ShadowService, shadowSqlServices } from './shadow/service.js';
+import { snsRoute } from './sns/route.js';
+import { SnsTopics, toNotification } from './sns/topics.js';
 import { readJsonFile, removeFile, writeJsonFile } from './store.js';
 import { stsRoute } from './sts.js';
 
@@ -133,6 +146,22 @@ export function seedIam(iam: Iam, opts: LocalCloudOptions): void {
     },
     policies: bucket === undefined ? {} : { uploads: uploadRolePolicy(bucket, s3Partition) },
   });
+  // The frame analysis function: frames in the data bucket, rules and results in the results bucket.
+  iam.putRole({
+    roleName: FRAME_ANALYSIS_ROLE_NAME,
+    description: 'Execution role of the frame analysis function',
+    trustPolicy: lambdaTrust,
+    policies: {
+      analysis: frameAnalysisRolePolicy({
+        dataBucket: bucket ?? LOCAL_DATA_BUCKET,
+        resultsBucket: LOCAL_RESULTS_BUCKET,
+        topicArn: alertsTopicArn(opts.region, opts.accountId, s3Partition),
+        region: opts.region,
+        account: opts.accountId,
+        partition: s3Partition,
+      }),
+    },
+  });
 }
 
 export class LocalCloud {
@@ -152,6 +181,11 @@ export class LocalCloud {
     /** The project's Lambda functions as the rules engine invokes them. */
     readonly functions: HandlerRegistry,
   ) {}
+
+  /** The local SNS: topics, recorded messages, in-process subscribers (set by start). */
+  sns!: SnsTopics;
+  /** The local S3's event notifications to functions (set by start). */
+  s3Notifications!: S3Notifier;
 
   static async start(
     input: LocalCloudOptionsInput = {},
@@ -219,6 +253,9 @@ export class LocalCloud {
         DATA_BUCKET: opts.buckets[0] ?? LOCAL_DATA_BUCKET,
         // The local S3 serves path-style URLs only.
         S3_FORCE_PATH_STYLE: 'true',
+        RESULTS_BUCKET: LOCAL_RESULTS_BUCKET,
+        ALERT_TOPIC_ARN: alertsTopicArn(opts.region, opts.accountId, partitionOf(opts.region)),
+        FACE_COLLECTION_ID,
       }),
       logger: logger.child({ component: 'lambda' }),
     });
@@ -240,7 +277,7 @@ export class LocalCloud {
       logger: logger.child({ component: 'http' }),
       health: () => ({
         status: 'running',
-        services: ['iot-core', 'iot', 'iotdata', 'sts', 's3'],
+        services: ['iot-core', 'iot', 'iotdata', 'sts', 's3', 'rekognition', 'sns'],
         region: opts.region,
       }),
     });
@@ -269,9 +306,67 @@ export class LocalCloud {
       }),
     );
     http.register(stsRoute({ iam, region: opts.region, logger: logger.child({ component: 'sts' }) }));
+    // S3 event notifications: new frames in the data bucket go to the frame analysis function.
+    const s3Notifications = new S3Notifier({
+      region: opts.region,
+      accountId: opts.accountId,
+      partition: partitionOf(opts.region),
+      bucketOwner: canonicalUserId(opts.accountId),
+      resolve: (name) => functions.get(name),
+      logger: logger.child({ component: 's3-notifications' }),
+    });
+    for (const prefix of FRAME_PREFIXES) {
+      s3Notifications.addLambdaConfiguration({
+        id: `frame-analysis-${prefix.replace(/\/$/, '')}`,
+        bucket: opts.buckets[0] ?? LOCAL_DATA_BUCKET,
+        events: ['s3:ObjectCreated:*'],
+        prefix,
+        functionName: FRAME_ANALYSIS_FUNCTION_NAME,
+      });
+    }
     // S3 (path-style; see cloud/local/s3/route.ts): objects are plain files under {dataDir}/s3.
     http.register(
-      s3Route({ dataDir: opts.dataDir, buckets: opts.buckets, authorizer: iam, region: opts.region }),
+      s3Route({
+        dataDir: opts.dataDir,
+        buckets: [...new Set([...opts.buckets, LOCAL_RESULTS_BUCKET])],
+        authorizer: iam,
+        region: opts.region,
+        notifier: s3Notifications,
+      }),
+    );
+    // SNS (query protocol): the alerts topic exists from the start; its messages are recorded under
+    // {dataDir}/sns and delivered on MQTT `alerts/{site}` (site from the message attribute).
+    const sns = new SnsTopics(opts.dataDir, opts.region, opts.accountId, logger.child({ component: 'sns' }));
+    const alertsTopic = sns.create(ALERTS_TOPIC_NAME)?.topic.arn ?? sns.topicArn(ALERTS_TOPIC_NAME);
+    sns.subscribe(alertsTopic, async (message) => {
+      const site = message.messageAttributes.site?.StringValue;
+      const topic = `alerts/${site}`;
+      if (site === undefined || !/^[^/+#]{1,128}$/.test(site) || !isValidTopicName(topic)) {
+        logger.warn(
+          { messageId: message.messageId, site },
+          'alert not published on MQTT: no usable site attribute',
+        );
+        return;
+      }
+      await broker.publish(topic, JSON.stringify(toNotification(message)), 1);
+    });
+    http.register(
+      snsRoute({
+        topics: sns,
+        authorizer: iam,
+        region: opts.region,
+        logger: logger.child({ component: 'sns' }),
+      }),
+    );
+    // Rekognition (JSON 1.1; see cloud/local/rekognition/route.ts): collections under {dataDir}/rekognition.
+    http.register(
+      rekognitionRoute({
+        dataDir: opts.dataDir,
+        region: opts.region,
+        accountId: opts.accountId,
+        authorizer: iam,
+        logger: logger.child({ component: 'rekognition' }),
+      }),
     );
     let mqttPort: number;
     let httpPort: number;
@@ -317,6 +412,8 @@ export class LocalCloud {
       functions,
     );
     sdk = () => cloud.sdkConfig();
+    cloud.sns = sns;
+    cloud.s3Notifications = s3Notifications;
     logger.info({ endpoints }, 'local cloud started');
     return cloud;
   }
@@ -334,7 +431,10 @@ export class LocalCloud {
   }
 
   async stop(): Promise<void> {
-    // Rules first: their in-flight actions still publish through the broker.
+    // Event notifications first: their deliveries run functions that use every other service.
+    await this.s3Notifications.stop();
+    await this.sns.idle();
+    // Then the rules: their in-flight actions still publish through the broker.
     await this.rules.stop();
     await this.broker.close();
     await this.http.close();

@@ -16,9 +16,11 @@ import {
   buildApp,
   DATA_LAKE_ACCESS_LOG_PREFIX,
   type EdgefleetStack,
+  RESULTS_ACCESS_LOG_PREFIX,
   STACK_ID,
 } from '../../cloud/cdk/stack.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../../cloud/rules/policies.js';
+import { FACE_COLLECTION_ID, FRAME_ANALYSIS_FUNCTION_NAME } from '../../cloud/rules/resources.js';
 
 const repoFile = (path: string) => new URL(`../../${path}`, import.meta.url);
 
@@ -33,7 +35,7 @@ const cdkJson = CdkJson.parse(JSON.parse(readFileSync(repoFile('cdk.json'), 'utf
 
 /**
  * Acknowledged (suppressed) cdk-nag findings, pinned here so that adding one is a reviewed change:
- * `${construct path} ${rule id}`. There are none: every finding so far was fixed instead.
+ * `${construct path} ${rule id}`; each reason is next to the acknowledgement in cloud/cdk.
  */
 const EXPECTED_ACKNOWLEDGEMENTS: string[] = [
   'Edgefleet/Functions/EventAckPolicy AwsSolutions-IAM5[Resource::<FunctionsEventAckLogsA6D9BD91.Arn>:*]',
@@ -43,6 +45,13 @@ const EXPECTED_ACKNOWLEDGEMENTS: string[] = [
   'Edgefleet/Functions/CredentialVendingPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/things/*/credentials/response]',
   'Edgefleet/Functions/UploadRole AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/frames/*]',
   'Edgefleet/Functions/UploadRole AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/raw/*]',
+  'Edgefleet/Functions/FrameAnalysisPolicy AwsSolutions-IAM5[Resource::*]',
+  'Edgefleet/Functions/FrameAnalysisPolicy AwsSolutions-IAM5[Resource::<FunctionsFrameAnalysisLogsE6CADA02.Arn>:*]',
+  'Edgefleet/Functions/FrameAnalysisPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/things/*/analysis]',
+  'Edgefleet/Functions/FrameAnalysisPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/frames-identify/*]',
+  'Edgefleet/Functions/FrameAnalysisPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/frames/*]',
+  'Edgefleet/Functions/FrameAnalysisPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<ResultsBucketA95A2103>/results/*]',
+  'Edgefleet/BucketNotificationsHandler050a0587b7544547bf325f094a3db834/Role AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
 ];
 
 /** Reasons that say nothing about why a finding does not apply. */
@@ -285,6 +294,114 @@ describe('data lake bucket', () => {
         ]),
       },
     });
+  });
+});
+
+describe('frame analysis', () => {
+  const id = (c: IConstruct) => stack.getLogicalId(c.node.defaultChild as CfnResource);
+  const fnId = () => id(stack.functions.functions[FRAME_ANALYSIS_FUNCTION_NAME]!);
+
+  test('the results bucket is KMS-encrypted, private, TLS-only and logs its access', () => {
+    const results = template.findResources('AWS::S3::Bucket')[id(stack.resultsBucket)];
+    expect(results?.Properties).toMatchObject({
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          {
+            ServerSideEncryptionByDefault: {
+              SSEAlgorithm: 'aws:kms',
+              KMSMasterKeyID: { 'Fn::GetAtt': [id(stack.dataLakeKey), 'Arn'] },
+            },
+          },
+        ],
+      },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      LoggingConfiguration: {
+        DestinationBucketName: { Ref: id(stack.accessLogsBucket) },
+        LogFilePrefix: RESULTS_ACCESS_LOG_PREFIX,
+      },
+    });
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: id(stack.resultsBucket) },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
+    });
+  });
+
+  test('S3 notifies the function of new objects under frames/ and frames-identify/ of the data bucket', () => {
+    const notifications = Object.values(template.findResources('Custom::S3BucketNotifications'));
+    expect(notifications).toHaveLength(1);
+    const props = notifications[0]?.Properties as {
+      BucketName: unknown;
+      NotificationConfiguration: { LambdaFunctionConfigurations: unknown[] };
+    };
+    expect(props.BucketName).toEqual({ Ref: id(stack.dataLakeBucket) });
+    expect(props.NotificationConfiguration.LambdaFunctionConfigurations).toEqual(
+      ['frames/', 'frames-identify/'].map((prefix) => ({
+        Events: ['s3:ObjectCreated:*'],
+        Filter: { Key: { FilterRules: [{ Name: 'prefix', Value: prefix }] } },
+        LambdaFunctionArn: { 'Fn::GetAtt': [fnId(), 'Arn'] },
+      })),
+    );
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 's3.amazonaws.com',
+      FunctionName: { 'Fn::GetAtt': [fnId(), 'Arn'] },
+      SourceArn: { 'Fn::GetAtt': [id(stack.dataLakeBucket), 'Arn'] },
+    });
+  });
+
+  test('the function is configured with the results bucket, the alerts topic and the collection', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: {
+          RESULTS_BUCKET: { Ref: id(stack.resultsBucket) },
+          ALERT_TOPIC_ARN: { Ref: stack.getLogicalId(stack.alertsTopic.node.defaultChild as CfnResource) },
+          FACE_COLLECTION_ID,
+        },
+      },
+    });
+  });
+
+  test('the alerts topic is KMS-encrypted and refuses requests without TLS; the collection exists', () => {
+    template.hasResourceProperties('AWS::SNS::Topic', {
+      KmsMasterKeyId: { 'Fn::GetAtt': [id(stack.alertsKey), 'Arn'] },
+    });
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
+    });
+    template.hasResourceProperties('AWS::Rekognition::Collection', { CollectionId: FACE_COLLECTION_ID });
+  });
+
+  test('the function may only publish on the alerts topic and search the collection', () => {
+    const policy = Object.entries(template.findResources('AWS::IAM::Policy')).find(([k]) =>
+      k.startsWith('FunctionsFrameAnalysisPolicy'),
+    )?.[1];
+    if (!policy) throw new Error('no FrameAnalysisPolicy in the template');
+    const statements = (policy.Properties as { PolicyDocument: { Statement: Record<string, unknown>[] } })
+      .PolicyDocument.Statement;
+    const of = (action: string) =>
+      statements.filter((s) => ([] as unknown[]).concat(s.Action).includes(action)).map((s) => s.Resource);
+    expect(of('sns:Publish')).toEqual([
+      { Ref: stack.getLogicalId(stack.alertsTopic.node.defaultChild as CfnResource) },
+    ]);
+    expect(JSON.stringify(of('rekognition:SearchFacesByImage'))).toContain(
+      `collection/${FACE_COLLECTION_ID}`,
+    );
+    expect(of('s3:PutObject')).toHaveLength(1);
+    expect(JSON.stringify(of('s3:PutObject'))).toContain('/results/*');
+    expect(statements.flatMap((s) => [s.Action].flat())).not.toContain('s3:*');
   });
 });
 

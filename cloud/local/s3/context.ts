@@ -19,6 +19,11 @@ export interface S3Context {
   bucket?: string;
   /** Decoded object key; '' for bucket-level requests. */
   key: string;
+  /** Told about every object the request creates (event notifications; delivered after the response). */
+  objectCreated?: (
+    eventName: 'ObjectCreated:Put' | 'ObjectCreated:Copy' | 'ObjectCreated:CompleteMultipartUpload',
+    object: { bucket: string; key: string; size: number; etag: string },
+  ) => void;
 }
 
 export function partitionOf(region: string): string {

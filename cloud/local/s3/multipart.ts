@@ -390,6 +390,12 @@ export async function completeMultipartUpload(ctx: S3Context): Promise<ServiceRe
         condition,
       );
       await ctx.store.removeUpload(upload.uploadId);
+      ctx.objectCreated?.('ObjectCreated:CompleteMultipartUpload', {
+        bucket,
+        key: ctx.key,
+        size: object.size,
+        etag: object.etag,
+      });
       const host = header(ctx, 'host') ?? 'localhost';
       const location = `http://${host}/${bucket}/${ctx.key.split('/').map(encodeURIComponent).join('/')}`;
       return xmlResponse(

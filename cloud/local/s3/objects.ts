@@ -381,6 +381,7 @@ async function commitBody(
       { ...meta, etag: `"${body.md5.toString('hex')}"`, checksum },
       condition,
     );
+    ctx.objectCreated?.('ObjectCreated:Put', { bucket, key: ctx.key, size: stored.size, etag: stored.etag });
     return emptyResponse(ctx, 200, { etag: stored.etag, ...checksumHeaders(checksum) });
   } finally {
     await body.temp.discard();
@@ -584,6 +585,12 @@ export async function copyObject(ctx: S3Context): Promise<ServiceResponse> {
         { ...meta, etag: `"${body.md5.toString('hex')}"`, checksum },
         condition,
       );
+      ctx.objectCreated?.('ObjectCreated:Copy', {
+        bucket,
+        key: ctx.key,
+        size: stored.size,
+        etag: stored.etag,
+      });
       return xmlResponse(ctx, 'CopyObjectResult', [
         ['LastModified', isoDate(stored.lastModified)],
         ['ETag', stored.etag],

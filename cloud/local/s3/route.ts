@@ -45,6 +45,7 @@ import {
   uploadPart,
   uploadPartCopy,
 } from './multipart.js';
+import type { S3Notifier } from './notifications.js';
 import { ObjectStore } from './object-store.js';
 import { copyObject, deleteObject, deleteObjects, getObject, putObject } from './objects.js';
 import { xmlDocument } from './xml.js';
@@ -56,6 +57,8 @@ export interface S3RouteDeps {
   authorizer: Authorizer;
   /** The region of the local cloud, and of every bucket in it. */
   region: string;
+  /** Event notifications (configured from code; `?notification` over the wire is not implemented). */
+  notifier?: S3Notifier;
 }
 
 /** Sub-resources of the S3 API this endpoint does not implement: answered with 501 NotImplemented. */
@@ -324,6 +327,21 @@ export function s3Route(deps: S3RouteDeps): ServiceRoute {
         ...(target.bucket !== undefined ? { bucket: target.bucket } : {}),
         key: target.key,
       };
+      const notifier = deps.notifier;
+      if (notifier) {
+        const caller = req.caller;
+        const principalId = `AWS:${caller.session ? `${caller.session.roleId}:${caller.session.sessionName}` : caller.accessKeyId}`;
+        ctx.objectCreated = (eventName, object) =>
+          notifier.objectCreated({
+            eventName,
+            ...object,
+            principalId,
+            sourceIp: req.headers['x-forwarded-for']?.toString().split(',')[0]?.trim() || '127.0.0.1',
+            requestId: s3RequestId(req.requestId),
+            hostId: hostId(req.requestId),
+            time: Date.now(),
+          });
+      }
       return dispatch(ctx);
     },
   };
