@@ -362,6 +362,7 @@ export class LocalCloud {
     http.register(
       rekognitionRoute({
         dataDir: opts.dataDir,
+        collections: [FACE_COLLECTION_ID],
         region: opts.region,
         accountId: opts.accountId,
         authorizer: iam,

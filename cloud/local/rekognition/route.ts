@@ -59,6 +59,8 @@ export interface RekognitionDeps {
   logger?: Logger;
   /** The face engine; loaded on first use by default. */
   engine?: () => Promise<FaceEngine>;
+  /** Collections that exist from the start, as the CDK stack creates them on AWS. */
+  collections?: readonly string[];
 }
 
 const CollectionId = z
@@ -198,6 +200,7 @@ function errorBody(err: ServiceError, requestId: string): ServiceResponse {
 
 export function rekognitionRoute(deps: RekognitionDeps): ServiceRoute {
   const collections = new CollectionStore(deps.dataDir);
+  for (const id of deps.collections ?? []) collections.create(id, FACE_MODEL_VERSION);
   // Constructed with the route, before the HTTP endpoint listens (the store cleans its temp dir on start).
   const imageDeps: ImageDeps = {
     store: new ObjectStore(deps.dataDir),
