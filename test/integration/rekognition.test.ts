@@ -33,7 +33,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import sharp from 'sharp';
 import { facesIndex, facesSearch } from '../../cli/faces.js';
-import { UPLOAD_ROLE_NAME } from '../../cloud/rules/resources.js';
+import { FACE_COLLECTION_ID, UPLOAD_ROLE_NAME } from '../../cloud/rules/resources.js';
 import { removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
 
 const require = createRequire(import.meta.url);
@@ -88,10 +88,11 @@ describe('collections and faces', () => {
     );
     await rek.send(new CreateCollectionCommand({ CollectionId: 'visitors' }));
     const listed = await rek.send(new ListCollectionsCommand({}));
-    expect(listed.CollectionIds).toEqual(['staff', 'visitors']);
-    const first = await rek.send(new ListCollectionsCommand({ MaxResults: 1 }));
-    expect(first.CollectionIds).toEqual(['staff']);
-    const rest = await rek.send(new ListCollectionsCommand({ MaxResults: 1, NextToken: first.NextToken }));
+    // The gateway's face collection exists from the start (the stack creates it on AWS).
+    expect(listed.CollectionIds).toEqual([FACE_COLLECTION_ID, 'staff', 'visitors']);
+    const first = await rek.send(new ListCollectionsCommand({ MaxResults: 2 }));
+    expect(first.CollectionIds).toEqual([FACE_COLLECTION_ID, 'staff']);
+    const rest = await rek.send(new ListCollectionsCommand({ MaxResults: 2, NextToken: first.NextToken }));
     expect(rest.CollectionIds).toEqual(['visitors']);
     expect(rest.NextToken).toBeUndefined();
   });
@@ -175,7 +176,10 @@ describe('collections and faces', () => {
     const after = await rek.send(new ListFacesCommand({ CollectionId: 'visitors' }));
     expect(after.Faces).toHaveLength(2);
     await rek.send(new DeleteCollectionCommand({ CollectionId: 'visitors' }));
-    expect((await rek.send(new ListCollectionsCommand({}))).CollectionIds).toEqual(['staff']);
+    expect((await rek.send(new ListCollectionsCommand({}))).CollectionIds).toEqual([
+      FACE_COLLECTION_ID,
+      'staff',
+    ]);
   });
 });
 
@@ -370,7 +374,10 @@ describe('persistence', () => {
     await tc.stop();
     tc = await startTestCloud(dir);
     rek = new RekognitionClient(tc.cloud.sdkConfig());
-    expect((await rek.send(new ListCollectionsCommand({}))).CollectionIds).toEqual(['staff']);
+    expect((await rek.send(new ListCollectionsCommand({}))).CollectionIds).toEqual([
+      FACE_COLLECTION_ID,
+      'staff',
+    ]);
     const faces = await rek.send(new ListFacesCommand({ CollectionId: 'staff' }));
     expect(faces.Faces?.map((f) => f.ExternalImageId)).toEqual(['alice']);
     const out = await rek.send(
