@@ -3,12 +3,14 @@
  * Environment: BENCH_ROUNDS (default 5), BENCH_MESSAGES (per publisher per run, default 1000),
  * BENCH_SHADOW_UPDATES (default 300), BENCH_UPLOADS (objects per size, default 20; 32 MB objects: a
  * fifth of it), BENCH_CREDENTIALS (credential round trips, default 100), BENCH_RECORDS (records per
- * gateway ingest run, default 100000), BENCH_ONLY (broker | uploads | gateway).
+ * gateway ingest run, default 100000), BENCH_FRAMES (1920x1080 frames per frames round, default 24),
+ * BENCH_ONLY (broker | uploads | gateway | frames).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchBroker } from './broker.js';
+import { benchFrames } from './frames.js';
 import { benchGateway } from './gateway.js';
 import { printTable } from './stats.js';
 import { benchUploads } from './uploads.js';
@@ -27,9 +29,10 @@ const shadowUpdates = int('BENCH_SHADOW_UPDATES', 300);
 const uploadsPerSize = int('BENCH_UPLOADS', 20);
 const credentialRequests = int('BENCH_CREDENTIALS', 100);
 const gatewayRecords = int('BENCH_RECORDS', 100_000);
+const framesPerRound = int('BENCH_FRAMES', 24);
 const only = process.env.BENCH_ONLY;
-if (only !== undefined && only !== 'broker' && only !== 'uploads' && only !== 'gateway') {
-  throw new Error('BENCH_ONLY must be broker, uploads or gateway');
+if (only !== undefined && !['broker', 'uploads', 'gateway', 'frames'].includes(only)) {
+  throw new Error('BENCH_ONLY must be broker, uploads, gateway or frames');
 }
 const dataDir = mkdtempSync(join(tmpdir(), 'edgefleet-bench-'));
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -118,6 +121,36 @@ try {
       ],
     );
     results.gateway = g;
+  }
+  if (only === undefined || only === 'frames') {
+    const f = await benchFrames({ frames: framesPerRound, rounds }, log);
+    printTable(
+      `Camera frames, ${f.width}x${f.height} JPEG, one camera (median of ${f.rounds} rounds of ${f.frames} frames; baseline = bare sharp decode + encode of the same frames, same run)`,
+      ['measure', 'value', 'target'],
+      [
+        ['bare sharp decode+encode frames/s', f.bareFps.toFixed(1), ''],
+        ['pipeline without detection frames/s (decode, resize, encode)', f.pipelineFps.toFixed(1), ''],
+        ['ratio pipeline / bare sharp', pct(f.ratio), `>= ${pct(f.targets.ratio)}`],
+        [
+          '  with the change detector on: frames/s (ratio)',
+          `${f.changeDetectorFps.toFixed(1)} (${pct(f.changeDetectorRatio)})`,
+          '',
+        ],
+        [
+          `pipeline with face detection + blur frames/s (${f.facesPerFrame.toFixed(1)} faces/frame)`,
+          f.detectionFps.toFixed(2),
+          `>= ${f.targets.detectionFps}`,
+        ],
+        ['peak RSS MB (VmHWM of the bench process)', f.peakRssMB.toFixed(0), `< ${f.targets.rssMB}`],
+        ['  of it before the face models were loaded', f.rssBeforeModelsMB.toFixed(0), ''],
+        [
+          'targets met (ratio, detection, RSS)',
+          `${f.targets.ratioMet ? 'yes' : 'NO'} / ${f.targets.detectionMet ? 'yes' : 'NO'} / ${f.targets.rssMet ? 'yes' : 'NO'}`,
+          '',
+        ],
+      ],
+    );
+    results.frames = f;
   }
   mkdirSync(join(process.cwd(), 'bench', 'results'), { recursive: true });
   const file = join(process.cwd(), 'bench', 'results', 'bench.json');

@@ -200,6 +200,185 @@ export const DrainConfigSchema = section({
   concurrency: int(1, 64).default(2),
 });
 
+/** A ratio of the frame's width or height, 0..1. */
+const ratio = z
+  .number(typeError('a number from 0 to 1'))
+  .min(0, 'must be from 0 to 1')
+  .max(1, 'must be from 0 to 1');
+
+/** Camera ids appear in object keys and health reports: letters, digits, `_` and `-`. */
+export const CAMERA_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+const FfmpegSourceSchema = section({
+  type: z.literal('ffmpeg'),
+  /** An RTSP or HTTP(S) stream (`rtsp://...`, `http://.../video.mjpg`). */
+  url: z
+    .url({ protocol: /^(rtsp|rtsps|http|https)$/, error: 'must be an rtsp:// or http(s):// URL' })
+    .optional(),
+  /** A V4L2 device (`/dev/video0`). */
+  device: z
+    .string(typeError('a string'))
+    .regex(/^\/dev\/[A-Za-z0-9_./-]+$/, 'must be a device path such as /dev/video0')
+    .optional(),
+  /** An ffmpeg lavfi graph (`testsrc=size=640x480:rate=5`), read in real time: for tests and demos. */
+  lavfi: text.optional(),
+  /** Extra ffmpeg input options, placed before `-i` (e.g. `["-input_format", "mjpeg"]`). */
+  inputArgs: z.array(text, typeError('an array of strings')).default([]),
+  /** The ffmpeg executable (Debian: `apt-get install ffmpeg`). */
+  ffmpegPath: text.default('ffmpeg'),
+}).superRefine((s, ctx) => {
+  const set = (['url', 'device', 'lavfi'] as const).filter((k) => s[k] !== undefined);
+  if (set.length !== 1) {
+    ctx.addIssue({
+      code: 'custom',
+      path: set.length === 0 ? ['url'] : [set[1]!],
+      message:
+        set.length === 0
+          ? 'one of url, device or lavfi is required'
+          : `only one of url, device or lavfi may be set`,
+    });
+  }
+});
+
+const HttpSnapshotSourceSchema = section({
+  type: z.literal('http-snapshot'),
+  /** The camera's JPEG snapshot URL, polled `fps` times a second. */
+  url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
+  /** HTTP basic authentication. */
+  username: text.optional(),
+  password: z.string(typeError('a string')).optional(),
+  /** A poll that has not answered by then counts as failed. */
+  timeoutMs: int(100, 600_000).default(10_000),
+});
+
+const DirectorySourceSchema = section({
+  type: z.literal('directory'),
+  /** Folder the camera pushes images to (FTP); relative paths resolve against the configuration file. */
+  dir: text,
+  /** A file is picked up once it has not changed for this long (the upload is complete). */
+  settleMs: int(0, 3_600_000).default(1000),
+  /** What happens to a file once read: removed (default), or left in place (and remembered while running). */
+  afterRead: z.enum(['delete', 'keep'], "must be 'delete' or 'keep'").default('delete'),
+});
+
+const SyntheticSourceSchema = section({
+  type: z.literal('synthetic'),
+  /** `pattern`: a moving test pattern; `faces`: the face-api sample photos, in turn. */
+  pattern: z.enum(['pattern', 'faces'], "must be 'pattern' or 'faces'").default('pattern'),
+  width: int(16, 7680).default(640),
+  height: int(16, 4320).default(480),
+});
+
+export const FrameSourceConfigSchema = z.discriminatedUnion(
+  'type',
+  [FfmpegSourceSchema, HttpSnapshotSourceSchema, DirectorySourceSchema, SyntheticSourceSchema],
+  {
+    error: (iss) =>
+      (iss.code as string) === 'invalid_type'
+        ? iss.input === undefined
+          ? 'is required'
+          : 'must be an object'
+        : "must be 'ffmpeg', 'http-snapshot', 'directory' or 'synthetic'",
+  },
+);
+
+const PointSchema = section({ x: ratio, y: ratio });
+
+const RectSchema = section({ left: ratio, top: ratio, width: ratio, height: ratio }).superRefine((r, ctx) => {
+  if (r.left + r.width > 1)
+    ctx.addIssue({ code: 'custom', path: ['width'], message: 'left + width must not exceed 1' });
+  if (r.top + r.height > 1)
+    ctx.addIssue({ code: 'custom', path: ['height'], message: 'top + height must not exceed 1' });
+});
+
+/** A privacy zone, in ratios of the frame: a rectangle or a polygon. */
+export const PrivacyZoneSchema = section({
+  rect: RectSchema.optional(),
+  polygon: z
+    .array(PointSchema, typeError('an array of points'))
+    .min(3, 'must have at least 3 points')
+    .optional(),
+}).superRefine((z, ctx) => {
+  if ((z.rect === undefined) === (z.polygon === undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['rect'], message: 'exactly one of rect or polygon is required' });
+  }
+});
+
+export const MaskingConfigSchema = section({
+  /** Detect faces on the gateway and mask them. */
+  faces: z.boolean(typeError('true or false')).default(true),
+  style: z.enum(['blur', 'pixelate'], "must be 'blur' or 'pixelate'").default('blur'),
+  zones: z.array(PrivacyZoneSchema, typeError('an array of zones')).default([]),
+  /** Face detector: `tiny` (Tiny Face Detector, fast) or `ssd` (SSD MobileNet v1, slower, more accurate). */
+  detector: z.enum(['tiny', 'ssd'], "must be 'tiny' or 'ssd'").default('tiny'),
+  /** Detector score from which a region counts as a face (low: mask more). */
+  minConfidence: ratio.default(0.3),
+  /** Faces are detected on a copy whose longer side is at most this. */
+  detectionMaxSide: int(128, 4096).default(640),
+  /** Each face box grows by this ratio of its size on every side before it is masked. */
+  padding: z
+    .number(typeError('a number'))
+    .min(0, 'must be from 0 to 1')
+    .max(1, 'must be from 0 to 1')
+    .default(0.25),
+});
+
+export const CameraConfigSchema = section({
+  id: z
+    .string(typeError('a string'))
+    .regex(CAMERA_ID_PATTERN, 'must be 1 to 64 characters of A-Z, a-z, 0-9, "_" and "-"'),
+  source: FrameSourceConfigSchema,
+  /** Frames per second taken from the source (fractions allowed: 0.2 is one every 5 s). */
+  fps: z
+    .number(typeError('a number'))
+    .gt(0, 'must be greater than 0')
+    .max(60, 'must be at most 60')
+    .default(1),
+  /** Frames are scaled down (never up) to fit maxWidth x maxHeight. */
+  maxWidth: int(16, 7680).default(1920),
+  maxHeight: int(16, 4320).default(1080),
+  format: z.enum(['jpeg', 'webp'], "must be 'jpeg' or 'webp'").default('jpeg'),
+  quality: int(1, 100).default(80),
+  /**
+   * A frame is kept only if the mean absolute difference of its grayscale thumbnail from the last kept
+   * frame's is at least this (0..1 of full scale); 0 keeps every frame.
+   */
+  changeThreshold: ratio.default(0.02),
+  /** No frame for this many frame intervals: the camera is `stalled` and its source restarted; 0: never. */
+  stallAfterIntervals: int(0, 100_000).default(10),
+  /** Backoff between restarts of a failed source (ffmpeg that exits, failing polls). */
+  restartBackoff: backoffSchema({ initialDelayMs: 1000, maxDelayMs: 60_000 }),
+  /** Face and privacy-zone masking; must not be set with `identification`. */
+  masking: MaskingConfigSchema.optional(),
+  /**
+   * Identification (recognition of enrolled staff): frames are NOT masked and go to the restricted
+   * `frames-identify/{thing}/{camera}/` prefix. Only when set to true explicitly.
+   */
+  identification: z.boolean(typeError('true or false')).default(false),
+})
+  .superRefine((c, ctx) => {
+    if (c.identification && c.masking !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['masking'],
+        message: 'must not be set when identification is true (frames are not masked)',
+      });
+    }
+  })
+  .transform((c) => ({ ...c, masking: c.masking ?? MaskingConfigSchema.parse({}) }));
+
+export const CamerasConfigSchema = z
+  .array(CameraConfigSchema, typeError('an array of cameras'))
+  .default([])
+  .superRefine((cams, ctx) => {
+    const seen = new Set<string>();
+    cams.forEach((c, i) => {
+      if (seen.has(c.id))
+        ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicate camera id '${c.id}'` });
+      seen.add(c.id);
+    });
+  });
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const GatewayConfigSchema = section({
@@ -221,6 +400,8 @@ export const GatewayConfigSchema = section({
   ingest: IngestConfigSchema.prefault({}),
   health: HealthConfigSchema.prefault({}),
   drain: DrainConfigSchema.prefault({}),
+  /** Cameras whose frames are masked on the gateway and uploaded under frames/{thing}/{camera}/. */
+  cameras: CamerasConfigSchema,
 });
 
 /** Where the gateway runs: standalone (its own MQTT connection) or as a Greengrass component. */
@@ -261,6 +442,10 @@ export type SpoolSection = z.output<typeof SpoolSectionSchema>;
 export type EventsConfig = z.output<typeof EventsConfigSchema>;
 export type IngestConfig = z.output<typeof IngestConfigSchema>;
 export type SimulatorConfig = z.output<typeof SimulatorConfigSchema>;
+export type CameraConfig = z.output<typeof CameraConfigSchema>;
+export type FrameSourceConfig = z.output<typeof FrameSourceConfigSchema>;
+export type MaskingConfig = z.output<typeof MaskingConfigSchema>;
+export type PrivacyZone = z.output<typeof PrivacyZoneSchema>;
 
 /** `a.b: message` for each issue; unknown fields are named by their own path. */
 export function describeIssues(error: z.ZodError): { path: string; message: string }[] {
@@ -342,6 +527,13 @@ export function parseGatewayConfig(input: unknown, opts: ParseOptions = {}): Gat
   }
   if (base !== undefined && !isAbsolute(config.spool.dir)) {
     config.spool = { ...config.spool, dir: resolve(base, config.spool.dir) };
+  }
+  if (base !== undefined) {
+    config.cameras = config.cameras.map((c) =>
+      c.source.type === 'directory' && !isAbsolute(c.source.dir)
+        ? { ...c, source: { ...c.source, dir: resolve(base, c.source.dir) } }
+        : c,
+    );
   }
   if (base !== undefined && config.iot) {
     const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));

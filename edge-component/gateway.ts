@@ -22,8 +22,18 @@
  *   (late duplicates) are ignored. Events still in the spool at start are retransmitted.
  * - Health: every `health.intervalMs` (and on each reconnect) the `health` named shadow gets the spool
  *   figures, the last upload and event-ack times and the deadletter depth, while connected.
- * - stop(): stops ingest and the loops, uploads what is left as final batches (cutBatch with
- *   shuttingDown) if connected, and closes the spool; whatever could not be uploaded stays spooled.
+ * - Frames: each configured camera (`cameras`, or `frameSources` given) runs its source through its
+ *   pipeline (frames/pipeline.ts: resize, change detector, face detection and masking, encode) into
+ *   the `frames` stream. The frames upload loop uploads the oldest spooled frame to
+ *   `frames/{thing}/{camera}/dt=YYYY-MM-DD/hour=HH/{capturedAt}-{seq}.{jpg|webp}` (identification
+ *   cameras: `frames-identify/...`) with a `.json` sidecar holding its metadata, then acks it (ackOne);
+ *   a failure is retried with exponential backoff (upload.backoff), nothing is tried while offline. The
+ *   keys are deterministic, so a retry after a restart finds the earlier upload (If-None-Match).
+ *   Camera health (status, last frame, kept/skipped/rejected counts, last error) goes to the health
+ *   shadow under `cameras`.
+ * - stop(): stops ingest, the cameras and the loops, uploads what is left as final batches (cutBatch
+ *   with shuttingDown) if connected, and closes the spool; whatever could not be uploaded (frames
+ *   included) stays spooled.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -36,7 +46,12 @@ import { shadowTopics } from '../protocol/topics.js';
 import { type BatchEntry, type Batch as CutBatch, cutBatch, gzipBatch } from './batching.js';
 import { systemClock } from './clock.js';
 import type { GatewayConfig } from './config.js';
-import { EdgeError } from './errors.js';
+import { DuplicateKeyError, EdgeError, InvalidObjectKeyError, UploadFailedError } from './errors.js';
+import type { CameraHealth } from './frames/camera.js';
+import { FrameMetadataSchema, frameObjectKeys } from './frames/keys.js';
+import type { FrameOutcome } from './frames/pipeline.js';
+import type { FaceDetector, FrameSource } from './frames/ports.js';
+import type { FrameService } from './frames/service.js';
 import type {
   ChannelState,
   Clock,
@@ -87,6 +102,12 @@ export interface GatewayDeps {
    * null: no pseudonymization even if configured.
    */
   pseudonymizer?: Pseudonymizer | null;
+  /** Frame sources by camera id (each needs its entry in `config.cameras`); default: built from it. */
+  frameSources?: FrameSource[];
+  /** Default: face-api on tfjs wasm (analytics/vision), loaded when a camera needs it. */
+  faceDetector?: FaceDetector;
+  /** Called after each camera frame went through its pipeline (kept, skipped or rejected). */
+  onFrame?: (camera: string, outcome: FrameOutcome) => void;
 }
 
 export type IngestResult =
@@ -104,6 +125,8 @@ export interface GatewayCounters {
   eventsRejected: number;
   eventPublishes: number;
   healthReports: number;
+  framesUploaded: number;
+  frameUploadFailures: number;
 }
 
 interface PendingBatch {
@@ -217,7 +240,10 @@ export class Gateway {
     eventsRejected: 0,
     eventPublishes: 0,
     healthReports: 0,
+    framesUploaded: 0,
+    frameUploadFailures: 0,
   };
+  lastFrameUploadAt: number | null = null;
   lastUploadAt: number | null = null;
   lastEventAckAt: number | null = null;
 
@@ -227,6 +253,10 @@ export class Gateway {
   private readonly uploadWake: Wakeup;
   private readonly eventWake: Wakeup;
   private readonly healthWake: Wakeup;
+  private readonly framesWake: Wakeup;
+  private frames: FrameService | undefined;
+  /** Frames before it failed for good (kept spooled until a restart); the loop reads from here. */
+  private frameCursor = 0;
   private readonly outstanding = new Map<string, OutstandingEvent>();
   private readonly tracked = new Set<Promise<unknown>>();
   private pending: PendingBatch[] = [];
@@ -275,6 +305,7 @@ export class Gateway {
     this.uploadWake = new Wakeup(clock, this.stopCtrl.signal);
     this.eventWake = new Wakeup(clock, this.stopCtrl.signal);
     this.healthWake = new Wakeup(clock, this.stopCtrl.signal);
+    this.framesWake = new Wakeup(clock, this.stopCtrl.signal);
     this.topics = eventTopics(config.thingName);
   }
 
@@ -320,6 +351,7 @@ export class Gateway {
     );
     try {
       await gw.init(deps.localPubSub);
+      await gw.startFrames(deps);
     } catch (err) {
       await gw.stop().catch(() => {});
       throw err;
@@ -362,7 +394,7 @@ export class Gateway {
       (_topic, payload) => this.onAck(payload),
       1,
     );
-    this.loops = [this.uploadLoop(), this.eventLoop(), this.healthLoop()];
+    this.loops = [this.uploadLoop(), this.eventLoop(), this.healthLoop(), this.framesLoop()];
     const ingest = this.config.ingest;
     if (ingest.simulator) {
       this.simulator = startSimulator(
@@ -521,12 +553,16 @@ export class Gateway {
     // Loaded only when a local broker is configured (a gateway without one saves its memory).
     const { default: mqtt } = await import('mqtt');
     const client = mqtt.connect(url, { reconnectPeriod: 1000, clean: true });
-    // Acknowledge (PUBACK) a QoS 1 message only after the record is durable (or deadlettered).
+    // Acknowledge (PUBACK) a QoS 1 message only after the record is durable (or deadlettered). A record
+    // the spool refuses (full, RejectNewData) or that arrives while stopping is lost: logged as such.
     client.handleMessage = (packet, callback) => {
       this.ingest(packet.payload).then(
         () => callback(),
         (err: unknown) => {
-          this.log.error({ err: describe(err), topic: packet.topic }, 'local record not accepted');
+          this.log.error(
+            { err: describe(err), topic: packet.topic },
+            'local record not accepted: it is lost',
+          );
           callback();
         },
       );
@@ -723,6 +759,114 @@ export class Gateway {
     }
   }
 
+  // ---------------------------------------------------------------- frames
+
+  /** Starts the cameras (the frames code, sharp included, is loaded only when there are any). */
+  private async startFrames(deps: GatewayDeps): Promise<void> {
+    const cameras = this.config.cameras;
+    if (cameras.length === 0 && (deps.frameSources ?? []).length === 0) return;
+    const { FrameService } = await import('./frames/service.js');
+    this.frames = FrameService.create(cameras, {
+      thing: this.config.thingName,
+      sink: this.spool,
+      ...(deps.frameSources ? { sources: deps.frameSources } : {}),
+      ...(deps.faceDetector ? { detector: deps.faceDetector } : {}),
+      clock: this.clock,
+      logger: this.log,
+      onOutcome: (camera, outcome) => {
+        if (outcome.result === 'kept') this.framesWake.kick();
+        deps.onFrame?.(camera, outcome);
+      },
+    });
+    await this.frames.start();
+    this.log.info({ cameras: cameras.map((c) => c.id) }, 'cameras started');
+  }
+
+  /** Uploads spooled frames, oldest first, each with its metadata sidecar, then acks it. */
+  private async framesLoop(): Promise<void> {
+    let failures = 0;
+    const b = this.config.upload.backoff;
+    while (!this.stopping) {
+      if (!this.channel.connected) {
+        await this.framesWake.sleep(IDLE_MS);
+        continue;
+      }
+      let delay = 0;
+      try {
+        const [entry] = await this.spool.read(STREAMS.frames, {
+          fromSeq: this.frameCursor,
+          maxEntries: 1,
+          maxBytes: 1,
+        });
+        if (!entry) {
+          await this.framesWake.sleep(IDLE_MS);
+          continue;
+        }
+        try {
+          await this.uploadFrame(entry);
+        } catch (err) {
+          if (!(await isPermanentUploadError(err))) throw err;
+          // It would fail again and hold up every frame behind it: it stays spooled (tried again
+          // after a restart, or evicted), and the loop moves on.
+          this.frameCursor = entry.seq + 1;
+          this.counters.frameUploadFailures++;
+          this.log.error({ seq: entry.seq, err: describe(err) }, 'frame cannot be uploaded; skipped');
+        }
+        failures = 0;
+        continue;
+      } catch (err) {
+        if (this.stopping) break;
+        failures++;
+        this.counters.frameUploadFailures++;
+        delay = Math.min(b.maxDelayMs, b.initialDelayMs * 2 ** Math.min(20, failures - 1));
+        this.log.warn({ err: describe(err), retryInMs: delay }, 'frame upload failed; kept in the spool');
+      }
+      // New frames must not cut the backoff short.
+      this.framesWake.clear();
+      await this.framesWake.sleep(delay);
+    }
+  }
+
+  private async uploadFrame(entry: SpoolEntry): Promise<void> {
+    const parsed = FrameMetadataSchema.safeParse(entry.metadata);
+    if (!parsed.success || parsed.data.thing !== this.config.thingName) {
+      // Not something the pipeline wrote: never upload what we cannot place (or tell is masked).
+      this.log.error({ seq: entry.seq }, 'spooled frame without valid metadata; dropped');
+      await this.spool.ackOne(STREAMS.frames, entry.seq);
+      return;
+    }
+    const meta = parsed.data;
+    const { key, sidecarKey } = frameObjectKeys(meta, entry.seq);
+    const signal = this.stopCtrl.signal;
+    await this.uploader.upload({
+      key,
+      source: { data: entry.bytes },
+      contentType: meta.format === 'webp' ? 'image/webp' : 'image/jpeg',
+      metadata: {
+        camera: meta.camera,
+        'captured-at': String(meta.capturedAt),
+        faces: String(meta.faces),
+        masking: meta.masking,
+      },
+      signal,
+    });
+    await this.uploader.upload({
+      key: sidecarKey,
+      source: { data: Buffer.from(JSON.stringify({ ...meta, key, seq: entry.seq })) },
+      contentType: 'application/json',
+      signal,
+    });
+    await this.spool.ackOne(STREAMS.frames, entry.seq);
+    this.counters.framesUploaded++;
+    this.lastFrameUploadAt = this.clock.now();
+    this.log.debug({ key, faces: meta.faces, masking: meta.masking }, 'frame uploaded');
+  }
+
+  /** Each camera's health (empty without cameras). */
+  cameraHealth(): Record<string, CameraHealth> {
+    return this.frames?.health() ?? {};
+  }
+
   // ---------------------------------------------------------------- events
 
   /**
@@ -898,6 +1042,8 @@ export class Gateway {
       lastEventAckAt: this.lastEventAckAt,
       deadletter,
       outstandingEvents: this.outstanding.size,
+      lastFrameUploadAt: this.lastFrameUploadAt,
+      cameras: this.cameraHealth(),
     };
   }
 
@@ -925,6 +1071,7 @@ export class Gateway {
     this.eventWake.kick();
     this.uploadWake.kick();
     this.healthWake.kick();
+    this.framesWake.kick();
   }
 
   private track(p: Promise<unknown>): void {
@@ -944,6 +1091,7 @@ export class Gateway {
     const broker = this.localBroker;
     if (broker) await broker.endAsync().catch(() => {});
     await Promise.allSettled(this.localSubs.map((u) => u()));
+    await this.frames?.stop();
     this.stopCtrl.abort();
     await Promise.allSettled(this.loops);
     this.offState?.();
@@ -964,6 +1112,15 @@ export class Gateway {
     await this.ownedStore?.closeAsync();
     this.log.info({ spooledTelemetry: left, outstandingEvents: this.outstanding.size }, 'gateway stopped');
   }
+}
+
+/** An upload error that retrying will not cure (the key is refused or taken, access denied). */
+async function isPermanentUploadError(err: unknown): Promise<boolean> {
+  if (err instanceof InvalidObjectKeyError || err instanceof DuplicateKeyError) return true;
+  if (!(err instanceof UploadFailedError)) return false;
+  // Loaded on demand: a gateway without frame uploads does not load the S3 client for it.
+  const { isRetryableUploadError } = await import('./uploader.js');
+  return !isRetryableUploadError(err.cause);
 }
 
 /** Records in a telemetry entry (its metadata says how many, when more than one). */

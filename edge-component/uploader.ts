@@ -28,7 +28,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import pino, { type Logger } from 'pino';
-import { checkThingObjectKey } from '../protocol/storage.js';
+import { checkThingObjectKey, MAX_OBJECT_KEY_BYTES } from '../protocol/storage.js';
 import { type Backoff, backoffDelay } from './backoff.js';
 import { isAbortError, systemClock } from './clock.js';
 import type { GatewayConfig } from './config.js';
@@ -73,7 +73,7 @@ export interface UploadProgress {
 }
 
 export interface UploadRequest {
-  /** Must lie under `raw/{thing}/` or `frames/{thing}/`. */
+  /** Must lie under `raw/{thing}/`, `frames/{thing}/` or `frames-identify/{thing}/`. */
   key: string;
   source: UploadSource;
   contentType?: string;
@@ -261,9 +261,39 @@ async function prepare(source: UploadSource): Promise<PreparedSource> {
   }
 }
 
-/** Throws InvalidObjectKeyError unless `key` is under the thing's own prefixes (see protocol/storage.ts). */
+/**
+ * The restricted prefix of unmasked frames from cameras configured for identification
+ * (`frames-identify/{thing}/`); the cloud's upload session policy allows it too
+ * (cloud/rules/resources.ts, `identificationPrefix`).
+ */
+export function identificationPrefix(thingName: string): string {
+  return `frames-identify/${thingName}/`;
+}
+
+/** Why `key` is not a key under the thing's identification prefix, or undefined if it is. */
+function checkIdentificationKey(thingName: string, key: string): string | undefined {
+  const prefix = identificationPrefix(thingName);
+  const rest = key.slice(prefix.length);
+  if (rest === '') return `must name an object under '${prefix}', not the prefix itself`;
+  if (Buffer.byteLength(key, 'utf8') > MAX_OBJECT_KEY_BYTES) {
+    return `must be at most ${MAX_OBJECT_KEY_BYTES} bytes of UTF-8`;
+  }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+  if (/[\u0000-\u001f\u007f]/.test(key)) return 'must not contain control characters';
+  if (rest.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    return "must not contain empty, '.' or '..' path segments";
+  }
+  return undefined;
+}
+
+/**
+ * Throws InvalidObjectKeyError unless `key` is under the thing's own prefixes (see protocol/storage.ts)
+ * or its identification prefix `frames-identify/{thing}/`.
+ */
 export function assertThingObjectKey(thingName: string, key: string): void {
-  const problem = checkThingObjectKey(thingName, key);
+  const problem = key.startsWith(identificationPrefix(thingName))
+    ? checkIdentificationKey(thingName, key)
+    : checkThingObjectKey(thingName, key);
   if (problem !== undefined) {
     throw new InvalidObjectKeyError(
       `object key '${key}' ${problem}: thing ${thingName} may only write under its own prefixes`,
