@@ -9,11 +9,9 @@
  * Targets (the issue): at least 20,000 records/s on the 2-core bench machine, peak RSS under 150 MB.
  * BENCH_GATEWAY_CPU_PROF=<dir> writes a V8 CPU profile of every pipeline child to <dir>.
  */
-import { fork } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { bundleScript, runScript } from './child.js';
 import type { ChildRequest, ChildResult } from './gateway-child.js';
 import { median } from './stats.js';
 
@@ -60,49 +58,7 @@ export interface GatewayBenchResult {
 export const TARGET_RECORDS_PER_SEC = 20_000;
 export const TARGET_RSS_MB = 150;
 
-const CHILD = fileURLToPath(new URL('./gateway-child.ts', import.meta.url));
-/** Inside the repository, so that the bundle's package imports resolve to its node_modules. */
-const BUNDLE = fileURLToPath(new URL('./results/.build/gateway-child.mjs', import.meta.url));
-
-/**
- * Compiles the child (with the gateway's code) to one plain JavaScript file, as the component runs
- * from compiled code: the RSS measured is the gateway's, without a TypeScript loader in the process.
- * Packages stay external (lmdb, pino, ... load from node_modules as they do on a gateway).
- */
-async function bundleChild(): Promise<string> {
-  await build({
-    entryPoints: [CHILD],
-    outfile: BUNDLE,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'warning',
-  });
-  return BUNDLE;
-}
-
-function runChild(script: string, req: ChildRequest, cpuProfDir: string | undefined): Promise<ChildResult> {
-  mkdirSync(req.dir, { recursive: true });
-  const execArgv =
-    cpuProfDir && req.mode === 'pipeline' ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
-  const child = fork(script, [JSON.stringify(req)], {
-    execArgv,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise<ChildResult>((resolvePromise, reject) => {
-    let result: ChildResult | undefined;
-    child.once('message', (m) => {
-      result = m as ChildResult;
-    });
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      if (result && code === 0) resolvePromise(result);
-      else reject(new Error(`gateway benchmark child (${req.mode}) exited with ${signal ?? code}`));
-    });
-  });
-}
+const CHILD = new URL('./gateway-child.ts', import.meta.url);
 
 export async function benchGateway(
   opts: GatewayBenchOptions,
@@ -113,7 +69,7 @@ export async function benchGateway(
   const cpuProfDir = process.env.BENCH_GATEWAY_CPU_PROF
     ? resolve(process.env.BENCH_GATEWAY_CPU_PROF)
     : undefined;
-  const script = await bundleChild();
+  const script = await bundleScript(CHILD, 'gateway-child');
   const runs: ChildResult[] = [];
   const pipeline: ChildResult[] = [];
   const baseline: ChildResult[] = [];
@@ -122,11 +78,11 @@ export async function benchGateway(
     const order: ChildRequest['mode'][] =
       round % 2 === 0 ? ['pipeline', 'baseline'] : ['baseline', 'pipeline'];
     for (const mode of order) {
-      const r = await runChild(
-        script,
-        { ...base, mode, dir: join(opts.dataDir, `round-${round}-${mode}`) },
-        cpuProfDir,
-      );
+      const dir = join(opts.dataDir, `round-${round}-${mode}`);
+      mkdirSync(dir, { recursive: true });
+      const execArgv =
+        cpuProfDir && mode === 'pipeline' ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
+      const r = await runScript<ChildResult>(script, { ...base, mode, dir } satisfies ChildRequest, execArgv);
       runs.push(r);
       (mode === 'pipeline' ? pipeline : baseline).push(r);
       log(

@@ -10,7 +10,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchBroker } from './broker.js';
-import { benchFrames } from './frames.js';
+import { bundleScript, runScript } from './child.js';
+import type { FramesBenchResult } from './frames.js';
 import { benchGateway } from './gateway.js';
 import { printTable } from './stats.js';
 import { benchUploads } from './uploads.js';
@@ -123,7 +124,11 @@ try {
     results.gateway = g;
   }
   if (only === undefined || only === 'frames') {
-    const f = await benchFrames({ frames: framesPerRound, rounds }, log);
+    // In a child process running the compiled code with the component's environment (bench/child.ts).
+    const f = await runScript<FramesBenchResult>(
+      await bundleScript(new URL('./frames-child.ts', import.meta.url), 'frames-child'),
+      { frames: framesPerRound, rounds },
+    );
     printTable(
       `Camera frames, ${f.width}x${f.height} JPEG, one camera (median of ${f.rounds} rounds of ${f.frames} frames; baseline = bare sharp decode + encode of the same frames, same run)`,
       ['measure', 'value', 'target'],

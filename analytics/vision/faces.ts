@@ -45,6 +45,41 @@ export interface FaceEngineOptions {
 interface Runtime {
   faceapi: typeof FaceApi;
   tf: typeof TfApi;
+  modelDir: string;
+}
+
+type NetName = 'ssd' | 'tiny' | 'landmarks' | 'recognition';
+/** Each model is loaded once, when first needed: a gateway that only detects never loads the others. */
+const nets = new Map<NetName, Promise<void>>();
+
+function ensureNets(rt: Runtime, names: readonly NetName[]): Promise<unknown> {
+  return Promise.all(
+    names.map((name) => {
+      let p = nets.get(name);
+      if (!p) {
+        const n = rt.faceapi.nets;
+        const net =
+          name === 'ssd'
+            ? n.ssdMobilenetv1
+            : name === 'tiny'
+              ? n.tinyFaceDetector
+              : name === 'landmarks'
+                ? n.faceLandmark68Net
+                : n.faceRecognitionNet;
+        p = net.loadFromDisk(rt.modelDir).catch((err: unknown) => {
+          nets.delete(name); // a later call may retry
+          throw new ModelLoadError(
+            `cannot load the face model ${name}: ${err instanceof Error ? err.message : err}`,
+            {
+              cause: err,
+            },
+          );
+        });
+        nets.set(name, p);
+      }
+      return p;
+    }),
+  );
 }
 
 const require = createRequire(import.meta.url);
@@ -61,13 +96,7 @@ function loadRuntime(): Promise<Runtime> {
       if (!(await tf.setBackend('wasm'))) throw new ModelLoadError('tfjs wasm backend did not initialize');
       await tf.ready();
       const modelDir = join(dirname(require.resolve('@vladmandic/face-api/package.json')), 'model');
-      await Promise.all([
-        faceapi.nets.ssdMobilenetv1.loadFromDisk(modelDir),
-        faceapi.nets.tinyFaceDetector.loadFromDisk(modelDir),
-        faceapi.nets.faceLandmark68Net.loadFromDisk(modelDir),
-        faceapi.nets.faceRecognitionNet.loadFromDisk(modelDir),
-      ]);
-      return { faceapi, tf };
+      return { faceapi, tf, modelDir };
     } catch (err) {
       runtime = undefined; // a later call may retry
       if (err instanceof VisionError) throw err;
@@ -130,7 +159,9 @@ export class FaceEngine {
 
   /** Loads tfjs (wasm backend, from node_modules) and the face-api models once per process (concurrent calls share one load). */
   static async load(opts: FaceEngineOptions = {}): Promise<FaceEngine> {
-    return new FaceEngine(await loadRuntime(), opts);
+    const engine = new FaceEngine(await loadRuntime(), opts);
+    await ensureNets(engine.#rt, [engine.#detector]);
+    return engine;
   }
 
   /** Face boxes and scores only (fast), with the configured detector. */
@@ -152,10 +183,11 @@ export class FaceEngine {
   }
 
   /** Boxes, 68 landmarks and 128-d descriptors (SSD detector, whatever `detector` says). */
-  describe(image: RgbImage, opts: { minConfidence?: number } = {}): Promise<DetectedFace[]> {
+  async describe(image: RgbImage, opts: { minConfidence?: number } = {}): Promise<DetectedFace[]> {
     checkImage(image);
     const minConfidence = checkConfidence(opts.minConfidence ?? this.#minConfidence, 'minConfidence');
     const { faceapi } = this.#rt;
+    await ensureNets(this.#rt, ['ssd', 'landmarks', 'recognition']);
     return this.#withTensor(image, async (input) => {
       const results = await faceapi
         .detectAllFaces(input, new faceapi.SsdMobilenetv1Options({ minConfidence }))
