@@ -221,7 +221,7 @@ export class ProjectFunctions extends Construct {
         reason,
       });
     const dataArn = `arn:${Aws.PARTITION}:s3:::${props.dataBucket.bucketName}`;
-    for (const prefix of ['raw', 'frames']) {
+    for (const prefix of ['raw', 'frames', 'frames-identify']) {
       ack(
         this.uploadRole,
         `${dataArn}/${prefix}/*`,

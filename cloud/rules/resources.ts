@@ -37,7 +37,10 @@ export function identificationPrefix(thingName: string): string {
 
 export type IamPolicyDocument = IotPolicyDocument;
 
-/** The upload role's own permissions: objects under raw/ and frames/, listing those prefixes. */
+/**
+ * The upload role's own permissions: objects under raw/, frames/ and frames-identify/ (unmasked frames
+ * of identification cameras), listing those prefixes.
+ */
 export function uploadRolePolicy(bucket: string, partition = 'aws'): IamPolicyDocument {
   const b = `arn:${partition}:s3:::${bucket}`;
   return {
@@ -46,13 +49,13 @@ export function uploadRolePolicy(bucket: string, partition = 'aws'): IamPolicyDo
       {
         Effect: 'Allow',
         Action: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'],
-        Resource: [`${b}/raw/*`, `${b}/frames/*`],
+        Resource: [`${b}/raw/*`, `${b}/frames/*`, `${b}/frames-identify/*`],
       },
       {
         Effect: 'Allow',
         Action: 's3:ListBucket',
         Resource: b,
-        Condition: { StringLike: { 's3:prefix': ['raw/*', 'frames/*'] } },
+        Condition: { StringLike: { 's3:prefix': ['raw/*', 'frames/*', 'frames-identify/*'] } },
       },
     ],
   };

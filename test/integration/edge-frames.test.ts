@@ -392,6 +392,16 @@ describe('end to end to the local cloud', () => {
             quality: 90,
             source: { type: 'synthetic', pattern: 'faces', width: 1280, height: 720 },
           },
+          {
+            // Explicitly an identification camera: unmasked frames to the restricted prefix.
+            id: 'staff-door',
+            fps: 2,
+            changeThreshold: 0,
+            maxWidth: 640,
+            maxHeight: 360,
+            identification: true,
+            source: { type: 'synthetic', pattern: 'faces', width: 1280, height: 720 },
+          },
         ],
       }),
     );
@@ -406,18 +416,21 @@ describe('end to end to the local cloud', () => {
     const uploader = S3Uploader.fromConfig(config, credentials, { logger });
     const gateway = await Gateway.start(config, { channel, uploader, logger });
     try {
-      await eventually(
-        () => (gateway.counters.framesUploaded >= 3 ? true : undefined),
-        'three frames uploaded',
+      // Three complete lobby frames (image and sidecar; the next one may be under way).
+      const { keys, images } = await eventually(
+        async () => {
+          const list = await s3.send(
+            new ListObjectsV2Command({ Bucket: LOCAL_DATA_BUCKET, Prefix: `frames/${THING}/` }),
+          );
+          const keys = (list.Contents ?? []).map((o) => o.Key!).sort();
+          const images = keys.filter(
+            (k) => k.endsWith('.jpg') && keys.includes(k.replace(/\.jpg$/, '.json')),
+          );
+          return images.length >= 3 ? { keys, images } : undefined;
+        },
+        'three lobby frames uploaded',
         30_000,
       );
-      const list = await s3.send(
-        new ListObjectsV2Command({ Bucket: LOCAL_DATA_BUCKET, Prefix: `frames/${THING}/` }),
-      );
-      const keys = (list.Contents ?? []).map((o) => o.Key!).sort();
-      // A frame counts as uploaded once its sidecar is there too (the next one may be under way).
-      const images = keys.filter((k) => k.endsWith('.jpg') && keys.includes(k.replace(/\.jpg$/, '.json')));
-      expect(images.length).toBeGreaterThanOrEqual(3);
       for (const key of images) {
         expect(key).toMatch(
           new RegExp(`^frames/${THING}/lobby/dt=\\d{4}-\\d{2}-\\d{2}/hour=\\d{2}/\\d{13}-\\d+\\.jpg$`),
@@ -467,6 +480,29 @@ describe('end to end to the local cloud', () => {
         return lobby && lobby.framesKept >= 3 ? lobby : undefined;
       }, 'camera health in the shadow');
       expect(cameraHealth).toMatchObject({ status: 'ok', framesRejected: 0 });
+
+      // The identification camera's frames went, unmasked, to frames-identify/ (the upload role and the
+      // vended session allow that prefix too), never to frames/.
+      const identify = await eventually(async () => {
+        const out = await s3.send(
+          new ListObjectsV2Command({
+            Bucket: LOCAL_DATA_BUCKET,
+            Prefix: `frames-identify/${THING}/staff-door/`,
+          }),
+        );
+        const k = (out.Contents ?? []).map((o) => o.Key!).filter((x) => x.endsWith('.json'));
+        return k.length > 0 ? k : undefined;
+      }, 'an identification frame uploaded');
+      const idSidecar = JSON.parse(
+        await (
+          await s3.send(new GetObjectCommand({ Bucket: LOCAL_DATA_BUCKET, Key: identify[0]! }))
+        ).Body!.transformToString(),
+      ) as Record<string, unknown>;
+      expect(idSidecar).toMatchObject({ camera: 'staff-door', masking: 'identification' });
+      const masked = await s3.send(
+        new ListObjectsV2Command({ Bucket: LOCAL_DATA_BUCKET, Prefix: `frames/${THING}/staff-door/` }),
+      );
+      expect(masked.Contents ?? []).toHaveLength(0);
     } finally {
       await gateway.stop();
       uploader.destroy();

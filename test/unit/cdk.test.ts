@@ -44,6 +44,7 @@ const EXPECTED_ACKNOWLEDGEMENTS: string[] = [
   'Edgefleet/Functions/CredentialVendingPolicy AwsSolutions-IAM5[Resource::<FunctionsCredentialVendingLogs41FC0B9A.Arn>:*]',
   'Edgefleet/Functions/CredentialVendingPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/things/*/credentials/response]',
   'Edgefleet/Functions/UploadRole AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/frames/*]',
+  'Edgefleet/Functions/UploadRole AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/frames-identify/*]',
   'Edgefleet/Functions/UploadRole AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/raw/*]',
   'Edgefleet/Functions/FrameAnalysisPolicy AwsSolutions-IAM5[Resource::*]',
   'Edgefleet/Functions/FrameAnalysisPolicy AwsSolutions-IAM5[Resource::<FunctionsFrameAnalysisLogsE6CADA02.Arn>:*]',
