@@ -236,7 +236,8 @@ export class IotBroker {
   private dispatchInternal(packet: AedesPublishPacket, client: Client | null): void {
     if (this.internal.length === 0 || packet.topic.startsWith('$SYS/')) return;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    for (const { filter, handler } of this.internal) {
+    // A copy: a handler may unsubscribe (itself or another) while the message is dispatched.
+    for (const { filter, handler } of [...this.internal]) {
       if (!topicMatchesFilter(filter, packet.topic)) continue;
       try {
         handler(packet.topic, payload, this.publisherMeta(packet.qos, client));

@@ -240,3 +240,20 @@ describe('PUBLISH, SUBSCRIBE and delivery', () => {
     await bystanderStillWorks();
   });
 });
+
+describe('internal subscribers', () => {
+  it('deliver to every matching subscriber even when one unsubscribes while the message is dispatched', async () => {
+    const got: string[] = [];
+    const offFirst = tc.cloud.broker.subscribe('internal/+/probe', () => {
+      got.push('first');
+      offFirst();
+    });
+    const offSecond = tc.cloud.broker.subscribe('internal/a/probe', () => got.push('second'));
+    try {
+      await tc.cloud.broker.publish('internal/a/probe', '{}', 1);
+      expect(got).toEqual(['first', 'second']);
+    } finally {
+      offSecond();
+    }
+  });
+});
