@@ -4,6 +4,8 @@
  * (MQTT), keeps the gateway publishing heartbeats for the chosen duration, and prints a summary.
  */
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import {
@@ -11,12 +13,19 @@ import {
   IoTDataPlaneClient,
   UpdateThingShadowCommand,
 } from '@aws-sdk/client-iot-data-plane';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { LocalCloud } from '../cloud/local/index.js';
 import { provisionThing, readDeviceFiles } from '../cloud/local/provision.js';
+import { ALERT_RULES_KEY } from '../cloud/rules/alerts.js';
+import { LOCAL_RESULTS_BUCKET } from '../cloud/rules/resources.js';
 import { MqttChannel } from '../edge-component/adapters/mqtt-channel.js';
+import { CameraConfigSchema } from '../edge-component/config.js';
 import { mqttCredentialProvider } from '../edge-component/credentials.js';
+import { FaceEngineDetector } from '../edge-component/frames/face-engine.js';
+import { frameObjectKeys } from '../edge-component/frames/keys.js';
+import { FramePipeline } from '../edge-component/frames/pipeline.js';
 import { S3Uploader } from '../edge-component/uploader.js';
 import { shadowTopics, thingTopics } from '../protocol/topics.js';
 import { CliError } from './errors.js';
@@ -40,6 +49,7 @@ export interface DemoSummary {
 }
 
 const THING = 'gateway-demo-1';
+const require = createRequire(import.meta.url);
 
 function waitFor<T>(
   client: MqttClient,
@@ -61,6 +71,130 @@ function waitFor<T>(
       resolve(body);
     };
     client.on('message', onMessage);
+  });
+}
+
+const SITE = 'plant-a';
+const CAMERA = 'dock-3';
+const LOBBY = 'lobby';
+
+/**
+ * The camera step: a sample photo with faces goes through the gateway's frame pipeline (faces found and
+ * blurred on the gateway), the masked frame and its sidecar are uploaded with the vended credentials,
+ * and the cloud's frame-analysis function (triggered by the upload) publishes its analysis and, by the
+ * alert rule stored as data, an alert.
+ */
+async function maskAndUploadFrame(cloud: LocalCloud, uploader: S3Uploader, logger: Logger) {
+  const s3 = new S3Client({ ...cloud.sdkConfig(), forcePathStyle: true });
+  const rules = {
+    things: { [THING]: SITE },
+    rules: [
+      {
+        id: 'person-at-dock',
+        site: SITE,
+        camera: CAMERA,
+        label: 'Person',
+        minConfidence: 80,
+        severity: 'warning',
+      },
+    ],
+  };
+  try {
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: LOCAL_RESULTS_BUCKET,
+        Key: ALERT_RULES_KEY,
+        Body: JSON.stringify(rules),
+        ContentType: 'application/json',
+      }),
+    );
+  } finally {
+    s3.destroy();
+  }
+  const photo = await readFile(require.resolve('@vladmandic/face-api/demo/sample1.jpg'));
+  const detector = new FaceEngineDetector();
+  // The same photo from two cameras: `lobby` masks faces (the cloud sees blurred faces only); `dock-3`
+  // is explicitly an identification camera (unmasked, to frames-identify/), watched by the alert rule.
+  const masked = await frameThroughCamera(cloud, LOBBY, false, photo, detector, uploader, logger);
+  const maskedAnalysis = await masked.analysis;
+  const identified = await frameThroughCamera(cloud, CAMERA, true, photo, detector, uploader, logger);
+  const raised = await identified.alert!;
+  await identified.analysis;
+  return {
+    key: masked.key,
+    faces: masked.faces,
+    analysis: maskedAnalysis,
+    identifyKey: identified.key,
+    alert: raised,
+  };
+}
+
+async function frameThroughCamera(
+  cloud: LocalCloud,
+  id: string,
+  identification: boolean,
+  photo: Buffer,
+  detector: FaceEngineDetector,
+  uploader: S3Uploader,
+  logger: Logger,
+) {
+  const kept: Uint8Array[] = [];
+  const camera = CameraConfigSchema.parse({
+    id,
+    source: { type: 'synthetic', pattern: 'faces' },
+    changeThreshold: 0,
+    ...(identification ? { identification: true } : { masking: { detector: 'ssd' } }),
+  });
+  const pipeline = new FramePipeline(camera, {
+    thing: THING,
+    detector,
+    sink: {
+      async appendFile(_stream, bytes) {
+        kept.push(bytes);
+        return { seq: kept.length, dropped: [] };
+      },
+    },
+    logger,
+  });
+  const outcome = await pipeline.process({ camera: id, bytes: photo, capturedAt: Date.now() });
+  if (outcome.result !== 'kept') {
+    const why = outcome.result === 'rejected' ? outcome.error.message : 'skipped';
+    throw new CliError(`the demo frame of camera ${id} was not kept: ${why}`, 1);
+  }
+  const { key, sidecarKey } = frameObjectKeys(outcome.metadata, outcome.seq);
+  const analysis = waitOnBroker(cloud, `things/${THING}/analysis`, (m) => m.key === key, 120_000);
+  // Only the identification camera's frame is expected to raise an alert (the rule watches dock-3).
+  const alert = identification ? waitOnBroker(cloud, `alerts/${SITE}`, () => true, 120_000) : undefined;
+  analysis.catch(() => {});
+  alert?.catch(() => {});
+  await uploader.upload({ key, source: { data: kept[0]! }, contentType: 'image/jpeg' });
+  await uploader.upload({
+    key: sidecarKey,
+    source: { data: Buffer.from(JSON.stringify({ ...outcome.metadata, key })) },
+    contentType: 'application/json',
+  });
+  return { key, faces: outcome.metadata.faces, analysis, alert };
+}
+
+/** The next message on `topic` in the local broker, parsed as JSON. */
+function waitOnBroker(
+  cloud: LocalCloud,
+  topic: string,
+  pred: (body: Record<string, unknown>) => boolean,
+  timeoutMs: number,
+): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new CliError(`no message on ${topic} within ${timeoutMs} ms`, 1));
+    }, timeoutMs);
+    const off = cloud.broker.subscribe(topic, (_t, payload) => {
+      const body = JSON.parse(payload.toString()) as Record<string, unknown>;
+      if (!pred(body)) return;
+      clearTimeout(timer);
+      off();
+      resolve(body);
+    });
   });
 }
 
@@ -105,12 +239,14 @@ async function uploadWithVendedCredentials(
       source: { data: Buffer.from(`${records.join('\n')}\n`) },
       contentType: 'application/x-ndjson',
     });
+    const frame = await maskAndUploadFrame(cloud, uploader, logger);
     return {
       bucket: result.bucket,
       key: result.key,
       bytes: result.bytes,
       credentialsMs,
       expiration: grant.expiration.toISOString(),
+      frame,
     };
   } finally {
     await credentials.close();
@@ -124,7 +260,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   let device: MqttClient | undefined;
   try {
     say(
-      `[1/6] local cloud up        MQTT ${cloud.endpoints.mqttUrl}  HTTP ${cloud.endpoints.httpUrl}  data ${cloud.options.dataDir}`,
+      `[1/7] local cloud up        MQTT ${cloud.endpoints.mqttUrl}  HTTP ${cloud.endpoints.httpUrl}  data ${cloud.options.dataDir}`,
     );
 
     const deviceDir = join(cloud.options.dataDir, 'devices', THING);
@@ -135,7 +271,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     if (!reuse) await provisionThing({ thingName: THING, outDir: deviceDir }, cloud);
     const files = await readDeviceFiles(deviceDir);
     say(
-      `[2/6] gateway provisioned   thing ${THING}${reuse ? ' (existing certificate)' : ' (new key and certificate from the local CA)'}`,
+      `[2/7] gateway provisioned   thing ${THING}${reuse ? ' (existing certificate)' : ' (new key and certificate from the local CA)'}`,
     );
 
     let lifecycleEvents = 0;
@@ -158,7 +294,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
         connectTimeout: 10_000,
       });
     device = await connect(THING);
-    say(`[3/6] gateway connected     client id ${THING}, mutual TLS verified against root-ca.crt`);
+    say(`[3/7] gateway connected     client id ${THING}, mutual TLS verified against root-ca.crt`);
 
     const t = shadowTopics(THING);
     await device.subscribeAsync([t.updateAccepted, t.updateDelta, t.getAccepted], { qos: 1 });
@@ -201,7 +337,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       throw new CliError('shadow still has a delta after the gateway reported', 1);
     data.destroy();
     say(
-      `[4/6] shadow round-trip     desired mode=run -> delta -> reported; in sync at version ${shadow.version} (${roundTripMs.toFixed(0)} ms)`,
+      `[4/7] shadow round-trip     desired mode=run -> delta -> reported; in sync at version ${shadow.version} (${roundTripMs.toFixed(0)} ms)`,
     );
 
     let heartbeats = 0;
@@ -227,8 +363,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     });
     say(
       opts.duration === 0
-        ? '[5/6] gateway running       heartbeats every second, routed by an IoT rule; Ctrl-C to stop'
-        : `[5/6] gateway running       heartbeats every second for ${opts.duration} s, routed by an IoT rule`,
+        ? '[5/7] gateway running       heartbeats every second, routed by an IoT rule; Ctrl-C to stop'
+        : `[5/7] gateway running       heartbeats every second for ${opts.duration} s, routed by an IoT rule`,
     );
     await stopped;
     process.off('SIGINT', onSignal);
@@ -240,7 +376,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     // The gateway asks for temporary credentials over MQTT and uploads a batch with them.
     const upload = await uploadWithVendedCredentials(cloud, files, opts.logger);
     say(
-      `[6/6] batch uploaded        s3://${upload.bucket}/${upload.key} (${upload.bytes} B) with credentials vended over MQTT in ${upload.credentialsMs.toFixed(0)} ms, valid until ${upload.expiration}`,
+      `[6/7] batch uploaded        s3://${upload.bucket}/${upload.key} (${upload.bytes} B) with credentials vended over MQTT in ${upload.credentialsMs.toFixed(0)} ms, valid until ${upload.expiration}`,
     );
     const summary: DemoSummary = {
       thingName: THING,
@@ -250,6 +386,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       routedHeartbeats,
       lifecycleEvents,
     };
+    const f = upload.frame;
+    const seen = (f.analysis.faces as number | undefined) ?? 0;
+    const alertBody = JSON.parse(String(f.alert.Message ?? '{}')) as { ruleId?: string };
+    say(
+      `[7/7] camera frames         ${f.faces} faces blurred on the gateway before upload (the cloud saw ${seen}); the identification camera ${CAMERA} raised alert ${alertBody.ruleId ?? '?'} on alerts/${SITE}`,
+    );
     say('');
     say('summary');
     say(`  thing                 ${summary.thingName}`);
@@ -260,6 +402,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     );
     say(`  lifecycle events      ${summary.lifecycleEvents}`);
     say(`  uploaded              s3://${upload.bucket}/${upload.key}`);
+    say(`  masked frame          s3://${upload.bucket}/${f.key}`);
+    say(`  identification frame  s3://${upload.bucket}/${f.identifyKey}`);
     say('demo finished: OK');
     return summary;
   } finally {
