@@ -178,3 +178,28 @@ export function brokerTap(cloud: LocalCloud, filter: string) {
     },
   };
 }
+
+/**
+ * Polls `probe` until it returns a value (not undefined; a throw counts as "not yet"), or fails after
+ * `timeoutMs` naming `what` and the last error. For conditions that no event announces (objects in S3,
+ * shadow documents); where an event exists, wait on the event instead.
+ */
+export async function eventually<T>(
+  probe: () => Promise<T | undefined> | T | undefined,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

@@ -29,30 +29,9 @@ import { createFrameSource, patternFrame } from '../../edge-component/frames/sou
 import { Gateway } from '../../edge-component/gateway.js';
 import type { JsonValue } from '../../edge-component/spool/index.js';
 import { S3Uploader } from '../../edge-component/uploader.js';
-import { removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
+import { eventually, removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
 
 const logger = pino({ level: 'silent' });
-
-/** Polls `probe` until it returns a value (not undefined), or fails after `timeoutMs`. */
-async function eventually<T>(
-  probe: () => Promise<T | undefined> | T | undefined,
-  what: string,
-  timeoutMs = 15_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 function cameras(list: Record<string, unknown>[]): CameraConfig[] {
   return parseGatewayConfig({

@@ -17,7 +17,7 @@ import { type GatewayConfig, loadGatewayConfig } from '../../edge-component/conf
 import { credentialProviderFromConfig } from '../../edge-component/credentials.js';
 import { Gateway, STREAMS } from '../../edge-component/gateway.js';
 import { S3Uploader } from '../../edge-component/uploader.js';
-import { removeDir, startTestCloud, type TestCloud, type TestDevice } from '../helpers/cloud.js';
+import { eventually, removeDir, startTestCloud, type TestCloud, type TestDevice } from '../helpers/cloud.js';
 
 const THING = 'gw-network-1';
 const PHASES = 6;
@@ -73,22 +73,6 @@ class CuttingProxy {
   async stop(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
-
-async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 25));
   }
 }
 
@@ -170,7 +154,11 @@ it('loses no record and acknowledges every event once while the connection is cu
   const msgIds: string[] = [];
   try {
     for (let phase = 0; phase < PHASES; phase++) {
-      await eventually(() => (channel.connected ? true : undefined), `reconnection before phase ${phase}`);
+      await eventually(
+        () => (channel.connected ? true : undefined),
+        `reconnection before phase ${phase}`,
+        20_000,
+      );
       // Records and events of this phase go in while the link is up ...
       const work: Promise<unknown>[] = [];
       for (let i = 0; i < RECORDS_PER_PHASE; i++) {
@@ -185,6 +173,7 @@ it('loses no record and acknowledges every event once while the connection is cu
       await eventually(
         () => (gateway.counters.eventPublishes > before || proxy.bytesSinceCut > 2000 ? true : undefined),
         `traffic in phase ${phase}`,
+        20_000,
       );
       proxy.cutAll();
     }

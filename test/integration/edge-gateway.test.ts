@@ -18,7 +18,7 @@ import { type GatewayConfig, loadGatewayConfig } from '../../edge-component/conf
 import { credentialProviderFromConfig } from '../../edge-component/credentials.js';
 import { Gateway, STREAMS } from '../../edge-component/gateway.js';
 import { S3Uploader } from '../../edge-component/uploader.js';
-import { removeDir, startTestCloud, type TestCloud, type TestDevice } from '../helpers/cloud.js';
+import { eventually, removeDir, startTestCloud, type TestCloud, type TestDevice } from '../helpers/cloud.js';
 
 const THING = 'gw-runtime-1';
 let tc: TestCloud;
@@ -40,27 +40,6 @@ afterAll(async () => {
   await tc?.stop();
   if (tc) removeDir(tc.dataDir);
 });
-
-/** Polls `probe` until it returns a value (not undefined), or fails after `timeoutMs`. */
-async function eventually<T>(
-  probe: () => Promise<T | undefined> | T | undefined,
-  what: string,
-  timeoutMs = 15_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -22,7 +22,7 @@ import { ipcClientFor } from '../../edge-component/adapters/greengrass-ipc.js';
 import { GatewayConfigError } from '../../edge-component/errors.js';
 import { GreengrassComponent } from '../../edge-component/greengrass.js';
 import { KeyRing } from '../../edge-component/pseudonymize/keyring.js';
-import { removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
+import { eventually, removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
 
 const CORE = 'gg-core-1';
 const GATEWAY = 'com.edgefleet.Gateway';
@@ -58,22 +58,6 @@ function deployment(extra: Record<string, unknown> = {}): Record<string, unknown
     health: { intervalMs: 200 },
     ...extra,
   };
-}
-
-async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function telemetry(): Promise<Record<string, unknown>[]> {
