@@ -81,39 +81,29 @@ export class EdgefleetStack extends Stack {
       enableKeyRotation: true,
     });
 
-    this.dataLakeBucket = new s3.Bucket(this, 'DataLakeBucket', {
-      encryption: s3.BucketEncryption.KMS,
-      encryptionKey: this.dataLakeKey,
-      bucketKeyEnabled: true,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      enforceSSL: true,
-      minimumTLSVersion: 1.2,
-      versioned: true,
-      serverAccessLogsBucket: this.accessLogsBucket,
-      serverAccessLogsPrefix: DATA_LAKE_ACCESS_LOG_PREFIX,
-      lifecycleRules: [
-        // Gateways upload large batches and frames with multipart uploads over flaky links.
-        { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
-      ],
-    });
-
-    this.resultsBucket = new s3.Bucket(this, 'ResultsBucket', {
-      encryption: s3.BucketEncryption.KMS,
-      encryptionKey: this.dataLakeKey,
-      bucketKeyEnabled: true,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      enforceSSL: true,
-      minimumTLSVersion: 1.2,
-      versioned: true,
-      serverAccessLogsBucket: this.accessLogsBucket,
-      serverAccessLogsPrefix: RESULTS_ACCESS_LOG_PREFIX,
-      lifecycleRules: [
-        // A result is rewritten when a frame is analysed again; older versions are not needed for long.
-        { id: 'expire-old-result-versions', noncurrentVersionExpiration: Duration.days(30) },
-      ],
-    });
+    // Data and results: KMS (the data-lake key), private, TLS-only, versioned, with access logs.
+    const secureBucket = (id: string, accessLogPrefix: string, lifecycleRules: s3.LifecycleRule[]) =>
+      new s3.Bucket(this, id, {
+        encryption: s3.BucketEncryption.KMS,
+        encryptionKey: this.dataLakeKey,
+        bucketKeyEnabled: true,
+        blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+        objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        enforceSSL: true,
+        minimumTLSVersion: 1.2,
+        versioned: true,
+        serverAccessLogsBucket: this.accessLogsBucket,
+        serverAccessLogsPrefix: accessLogPrefix,
+        lifecycleRules,
+      });
+    this.dataLakeBucket = secureBucket('DataLakeBucket', DATA_LAKE_ACCESS_LOG_PREFIX, [
+      // Gateways upload large batches and frames with multipart uploads over flaky links.
+      { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
+    ]);
+    this.resultsBucket = secureBucket('ResultsBucket', RESULTS_ACCESS_LOG_PREFIX, [
+      // A result is rewritten when a frame is analysed again; older versions are not needed for long.
+      { id: 'expire-old-result-versions', noncurrentVersionExpiration: Duration.days(30) },
+    ]);
 
     this.alertsKey = new kms.Key(this, 'AlertsKey', {
       description: 'edgefleet alerts topic encryption key',
