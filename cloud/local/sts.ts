@@ -21,15 +21,8 @@
 import { deflateRawSync } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { CredentialRecord } from './credentials.js';
-import {
-  AuthError,
-  type AuthFailure,
-  formatError,
-  ServiceError,
-  type ServiceRequest,
-  type ServiceResponse,
-  type ServiceRoute,
-} from './http/server.js';
+import { type QueryParams, queryErrorResponse, readQueryParams } from './http/query.js';
+import { ServiceError, type ServiceRequest, type ServiceResponse, type ServiceRoute } from './http/server.js';
 import {
   DEFAULT_SESSION_DURATION,
   type Iam,
@@ -70,7 +63,7 @@ export interface StsDeps {
   logger?: Logger;
 }
 
-type Params = Map<string, string>;
+type Params = QueryParams;
 
 function xmlEscape(s: string): string {
   return s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -85,37 +78,6 @@ function xmlResponse(operation: string, result: string, requestId: string): Serv
 }
 
 const validationError = (message: string) => new ServiceError(400, 'ValidationError', message);
-
-/**
- * How STS, a query-protocol service, names the authentication failures the endpoint detects before the
- * route runs (the JSON services' names are the endpoint's defaults).
- */
-const AUTH_CODES: Partial<Record<AuthFailure, { status: number; code: string }>> = {
-  unknownAccessKey: { status: 403, code: 'InvalidClientTokenId' },
-  invalidToken: { status: 403, code: 'InvalidClientTokenId' },
-  expiredToken: { status: 403, code: 'ExpiredToken' },
-  signatureMismatch: { status: 403, code: 'SignatureDoesNotMatch' },
-  requestTimeTooSkewed: { status: 403, code: 'SignatureDoesNotMatch' },
-  malformed: { status: 400, code: 'IncompleteSignature' },
-  missingDate: { status: 400, code: 'IncompleteSignature' },
-};
-
-function stsErrorResponse(err: ServiceError, req: { requestId: string }): ServiceResponse {
-  const mapped = err instanceof AuthError ? AUTH_CODES[err.failure] : undefined;
-  const answered = mapped ? new ServiceError(mapped.status, mapped.code, err.message) : err;
-  return formatError('query', answered, req.requestId);
-}
-
-/** Form parameters from the body (POST) merged over the query string (GET). */
-function readParams(req: ServiceRequest): Params {
-  const params: Params = new Map();
-  for (const [k, v] of Object.entries(req.query)) params.set(k, Array.isArray(v) ? (v[0] ?? '') : v);
-  const type = String(req.headers['content-type'] ?? '');
-  if (req.body.length > 0 && (type === '' || type.startsWith('application/x-www-form-urlencoded'))) {
-    for (const [k, v] of new URLSearchParams(req.body.toString('utf8'))) params.set(k, v);
-  }
-  return params;
-}
 
 /** `Name.member.N` (or `Name.member.N.Field`) entries of a query-protocol list, in order. */
 function listParam(params: Params, name: string, field?: string): string[] {
@@ -351,12 +313,12 @@ export function stsRoute(deps: StsDeps): ServiceRoute {
     signingName: 'sts',
     protocol: 'query',
     uriEscapePath: true,
-    errorResponse: stsErrorResponse,
+    errorResponse: queryErrorResponse,
     async handle(req) {
       if (req.method !== 'POST' && req.method !== 'GET') {
         throw new ServiceError(405, 'InvalidAction', `STS does not answer ${req.method} requests`);
       }
-      const params = readParams(req);
+      const params = readQueryParams(req);
       const action = params.get('Action');
       if (action === undefined) throw new ServiceError(400, 'MissingAction', 'Missing Action');
       const version = params.get('Version');

@@ -17,10 +17,8 @@
  */
 import type { Logger } from 'pino';
 import type { Authorizer } from '../authz.js';
+import { type QueryParams, queryErrorResponse, readQueryParams } from '../http/query.js';
 import {
-  AuthError,
-  type AuthFailure,
-  formatError,
   ServiceError,
   type ServiceRequest,
   type ServiceResponse,
@@ -45,7 +43,7 @@ export interface SnsRouteDeps {
   logger?: Logger;
 }
 
-type Params = Map<string, string>;
+type Params = QueryParams;
 
 function xmlEscape(s: string): string {
   return s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -62,34 +60,6 @@ function xmlResponse(operation: string, result: string, requestId: string): Serv
 const invalidParameter = (message: string) =>
   new ServiceError(400, 'InvalidParameter', `Invalid parameter: ${message}`);
 const invalidAttribute = (message: string) => new ServiceError(400, 'ParameterValueInvalid', message);
-
-/** How SNS names the authentication failures the endpoint detects before the route runs. */
-const AUTH_CODES: Partial<Record<AuthFailure, { status: number; code: string }>> = {
-  unknownAccessKey: { status: 403, code: 'InvalidClientTokenId' },
-  invalidToken: { status: 403, code: 'InvalidClientTokenId' },
-  expiredToken: { status: 403, code: 'ExpiredToken' },
-  signatureMismatch: { status: 403, code: 'SignatureDoesNotMatch' },
-  requestTimeTooSkewed: { status: 403, code: 'SignatureDoesNotMatch' },
-  malformed: { status: 400, code: 'IncompleteSignature' },
-  missingDate: { status: 400, code: 'IncompleteSignature' },
-};
-
-function snsErrorResponse(err: ServiceError, req: { requestId: string }): ServiceResponse {
-  const mapped = err instanceof AuthError ? AUTH_CODES[err.failure] : undefined;
-  const answered = mapped ? new ServiceError(mapped.status, mapped.code, err.message) : err;
-  return formatError('query', answered, req.requestId);
-}
-
-/** Form parameters from the body (POST) merged over the query string (GET). */
-function readParams(req: ServiceRequest): Params {
-  const params: Params = new Map();
-  for (const [k, v] of Object.entries(req.query)) params.set(k, Array.isArray(v) ? (v[0] ?? '') : v);
-  const type = String(req.headers['content-type'] ?? '');
-  if (req.body.length > 0 && (type === '' || type.startsWith('application/x-www-form-urlencoded'))) {
-    for (const [k, v] of new URLSearchParams(req.body.toString('utf8'))) params.set(k, v);
-  }
-  return params;
-}
 
 /** `Name.entry.N.{keyField}` / `Name.entry.N.{valueField}...` of a query-protocol map, by N. */
 function mapEntries(params: Params, name: string): Map<number, Map<string, string>> {
@@ -313,12 +283,12 @@ export function snsRoute(deps: SnsRouteDeps): ServiceRoute {
     signingName: 'sns',
     protocol: 'query',
     uriEscapePath: true,
-    errorResponse: snsErrorResponse,
+    errorResponse: queryErrorResponse,
     async handle(req) {
       if (req.method !== 'POST' && req.method !== 'GET') {
         throw new ServiceError(405, 'InvalidAction', `SNS does not answer ${req.method} requests`);
       }
-      const params = readParams(req);
+      const params = readQueryParams(req);
       const action = params.get('Action');
       if (action === undefined) throw new ServiceError(400, 'MissingAction', 'Missing Action');
       const version = params.get('Version');
