@@ -185,7 +185,7 @@ const CUTS_KEY = 'telemetry-cuts';
 const CHUNK_MAX_RECORDS = 256;
 const CHUNK_MAX_BYTES = 256 * 1024;
 /** Telemetry entries read at a time while looking for the next batch. */
-const HEAD_PAGE = 64;
+const HEAD_PAGE = 8;
 const LF = Buffer.from('\n');
 
 interface TelemetryChunk {
@@ -710,7 +710,8 @@ export class Gateway {
       const page = await this.spool.read(STREAMS.telemetry, {
         fromSeq: from,
         maxEntries: HEAD_PAGE,
-        maxBytes: limits.maxBytes + CHUNK_MAX_BYTES,
+        // What the batch can still hold plus one more entry: never much more than a batch in memory.
+        maxBytes: Math.max(0, limits.maxBytes - bytes) + CHUNK_MAX_BYTES,
       });
       for (const e of page) {
         out.push(e);
