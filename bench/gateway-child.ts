@@ -50,6 +50,9 @@ export interface ChildResult {
   /** Highest anonymous (heap, buffers) and file-backed (mapped files: code, the lmdb map) RSS sampled, MB. */
   peakRssAnonMB: number;
   peakRssFileMB: number;
+  /** Highest V8 heap (committed) and ArrayBuffer (Buffers) sizes sampled, MB. */
+  peakHeapTotalMB: number;
+  peakArrayBuffersMB: number;
   uploadedRecords: number;
   uploadedBatches: number;
   /** Entries in the re-identification map at the end (distinct pseudonyms). */
@@ -141,12 +144,19 @@ function procStatusMB(): { hwm: number; anon: number; file: number } {
 }
 
 /** Samples the RSS every 20 ms: the highest total, and the anonymous and file-backed parts at their peaks. */
-function rssSampler(): { stop(): { rss: number; anon: number; file: number } } {
+function rssSampler(): {
+  stop(): { rss: number; anon: number; file: number; heapTotal: number; arrayBuffers: number };
+} {
   let peak = 0;
   let anon = 0;
   let file = 0;
+  let heapTotal = 0;
+  let arrayBuffers = 0;
   const sample = () => {
-    peak = Math.max(peak, process.memoryUsage.rss());
+    const m = process.memoryUsage();
+    peak = Math.max(peak, m.rss);
+    heapTotal = Math.max(heapTotal, m.heapTotal);
+    arrayBuffers = Math.max(arrayBuffers, m.arrayBuffers);
     const s = procStatusMB();
     if (s.anon > anon) anon = s.anon;
     if (s.file > file) file = s.file;
@@ -157,7 +167,7 @@ function rssSampler(): { stop(): { rss: number; anon: number; file: number } } {
     stop() {
       clearInterval(timer);
       sample();
-      return { rss: peak / MB, anon, file };
+      return { rss: peak / MB, anon, file, heapTotal: heapTotal / MB, arrayBuffers: arrayBuffers / MB };
     },
   };
 }
@@ -277,6 +287,8 @@ async function runPipeline(req: ChildRequest): Promise<ChildResult> {
     sampledPeakRssMB: sampled.rss,
     peakRssAnonMB: sampled.anon,
     peakRssFileMB: sampled.file,
+    peakHeapTotalMB: sampled.heapTotal,
+    peakArrayBuffersMB: sampled.arrayBuffers,
     uploadedRecords: gateway.counters.uploadedRecords,
     uploadedBatches: gateway.counters.uploadedBatches,
     pseudonyms: map.split('\n').length - 1,
@@ -325,6 +337,8 @@ async function runBaseline(req: ChildRequest): Promise<ChildResult> {
     sampledPeakRssMB: sampled.rss,
     peakRssAnonMB: sampled.anon,
     peakRssFileMB: sampled.file,
+    peakHeapTotalMB: sampled.heapTotal,
+    peakArrayBuffersMB: sampled.arrayBuffers,
     uploadedRecords: 0,
     uploadedBatches: Math.ceil(req.records / req.batchRecords),
     pseudonyms: 0,

@@ -48,6 +48,9 @@ export interface GatewayBenchResult {
   /** Highest anonymous and file-backed (mapped: code, the lmdb map) parts of it, MB. */
   peakRssAnonMB: number;
   peakRssFileMB: number;
+  /** Highest V8 heap (committed) and Buffer memory of the pipeline runs, MB. */
+  peakHeapTotalMB: number;
+  peakArrayBuffersMB: number;
   /** Peak RSS of the baseline children: the floor of a process that loads the same modules. */
   baselinePeakRssMB: number;
   pseudonyms: number;
@@ -116,6 +119,8 @@ export async function benchGateway(
     sampledPeakRssMB: max(pipeline, (r) => r.sampledPeakRssMB),
     peakRssAnonMB: max(pipeline, (r) => r.peakRssAnonMB),
     peakRssFileMB: max(pipeline, (r) => r.peakRssFileMB),
+    peakHeapTotalMB: max(pipeline, (r) => r.peakHeapTotalMB),
+    peakArrayBuffersMB: max(pipeline, (r) => r.peakArrayBuffersMB),
     baselinePeakRssMB: max(baseline, (r) => r.peakRssMB),
     pseudonyms: max(pipeline, (r) => r.pseudonyms),
     targets: {

@@ -113,6 +113,11 @@ try {
           `${g.peakRssAnonMB.toFixed(0)} / ${g.peakRssFileMB.toFixed(0)}`,
           '',
         ],
+        [
+          '  V8 heap / Buffers (sampled peaks)',
+          `${g.peakHeapTotalMB.toFixed(0)} / ${g.peakArrayBuffersMB.toFixed(0)}`,
+          '',
+        ],
         ['  floor: baseline process (same modules loaded)', g.baselinePeakRssMB, ''],
         [
           'targets met (records/s, RSS)',
