@@ -21,7 +21,7 @@
 import { deflateRawSync } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { CredentialRecord } from './credentials.js';
-import { type QueryParams, queryErrorResponse, readQueryParams } from './http/query.js';
+import { type QueryParams, queryErrorResponse, readQueryAction } from './http/query.js';
 import { ServiceError, type ServiceRequest, type ServiceResponse, type ServiceRoute } from './http/server.js';
 import {
   DEFAULT_SESSION_DURATION,
@@ -315,20 +315,7 @@ export function stsRoute(deps: StsDeps): ServiceRoute {
     uriEscapePath: true,
     errorResponse: queryErrorResponse,
     async handle(req) {
-      if (req.method !== 'POST' && req.method !== 'GET') {
-        throw new ServiceError(405, 'InvalidAction', `STS does not answer ${req.method} requests`);
-      }
-      const params = readQueryParams(req);
-      const action = params.get('Action');
-      if (action === undefined) throw new ServiceError(400, 'MissingAction', 'Missing Action');
-      const version = params.get('Version');
-      if (version !== STS_VERSION) {
-        throw new ServiceError(
-          400,
-          'InvalidAction',
-          `Could not find operation ${action} for version ${version ?? 'NO_VERSION_SPECIFIED'}`,
-        );
-      }
+      const { params, action } = readQueryAction(req, 'STS', STS_VERSION);
       if (req.region !== deps.region) {
         throw new ServiceError(
           403,

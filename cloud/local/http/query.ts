@@ -41,3 +41,29 @@ export function readQueryParams(req: ServiceRequest): QueryParams {
   }
   return params;
 }
+
+/**
+ * The form parameters of a query-protocol request with its `Action`, after the checks every such service
+ * makes: GET or POST only, an Action, and the service's API `Version`.
+ */
+export function readQueryAction(
+  req: ServiceRequest,
+  service: string,
+  version: string,
+): { params: QueryParams; action: string } {
+  if (req.method !== 'POST' && req.method !== 'GET') {
+    throw new ServiceError(405, 'InvalidAction', `${service} does not answer ${req.method} requests`);
+  }
+  const params = readQueryParams(req);
+  const action = params.get('Action');
+  if (action === undefined) throw new ServiceError(400, 'MissingAction', 'Missing Action');
+  const given = params.get('Version');
+  if (given !== version) {
+    throw new ServiceError(
+      400,
+      'InvalidAction',
+      `Could not find operation ${action} for version ${given ?? 'NO_VERSION_SPECIFIED'}`,
+    );
+  }
+  return { params, action };
+}

@@ -17,7 +17,7 @@
  */
 import type { Logger } from 'pino';
 import type { Authorizer } from '../authz.js';
-import { type QueryParams, queryErrorResponse, readQueryParams } from '../http/query.js';
+import { type QueryParams, queryErrorResponse, readQueryAction } from '../http/query.js';
 import {
   ServiceError,
   type ServiceRequest,
@@ -285,20 +285,7 @@ export function snsRoute(deps: SnsRouteDeps): ServiceRoute {
     uriEscapePath: true,
     errorResponse: queryErrorResponse,
     async handle(req) {
-      if (req.method !== 'POST' && req.method !== 'GET') {
-        throw new ServiceError(405, 'InvalidAction', `SNS does not answer ${req.method} requests`);
-      }
-      const params = readQueryParams(req);
-      const action = params.get('Action');
-      if (action === undefined) throw new ServiceError(400, 'MissingAction', 'Missing Action');
-      const version = params.get('Version');
-      if (version !== SNS_VERSION) {
-        throw new ServiceError(
-          400,
-          'InvalidAction',
-          `Could not find operation ${action} for version ${version ?? 'NO_VERSION_SPECIFIED'}`,
-        );
-      }
+      const { params, action } = readQueryAction(req, 'SNS', SNS_VERSION);
       if (req.region !== deps.region) {
         throw new ServiceError(
           403,
