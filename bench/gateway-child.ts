@@ -196,19 +196,17 @@ function latencyFigures(lat: Float64Array) {
 
 // ------------------------------------------------------------------ the runs
 
-/** An uploader that counts and discards, and tells when `target` records have been uploaded. */
+/** An uploader that counts and discards. */
 class CountingUploader {
   records = 0;
   batches = 0;
   bytes = 0;
-  private waiter: { target: number; resolve: () => void } | undefined;
 
   async upload(req: UploadRequest): Promise<UploadResult> {
     const data = 'data' in req.source ? req.source.data : new Uint8Array(0);
     this.records += Number(req.metadata?.records ?? 0);
     this.batches++;
     this.bytes += data.byteLength;
-    if (this.waiter && this.records >= this.waiter.target) this.waiter.resolve();
     return {
       bucket: 'bench',
       key: req.key,
@@ -218,14 +216,6 @@ class CountingUploader {
       alreadyUploaded: false,
       attempts: 1,
     };
-  }
-
-  /** Resolves once at least `target` records were uploaded. */
-  reached(target: number): Promise<void> {
-    if (this.records >= target) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.waiter = { target, resolve };
-    });
   }
 }
 
@@ -283,16 +273,23 @@ async function runPipeline(req: ChildRequest): Promise<ChildResult> {
     seconds,
     recordsPerSec: req.records / seconds,
     ...latencyFigures(lat),
+    ...memoryFigures(sampled),
+    uploadedRecords: gateway.counters.uploadedRecords,
+    uploadedBatches: gateway.counters.uploadedBatches,
+    pseudonyms: map.split('\n').length - 1,
+    deadlettered: gateway.counters.deadlettered,
+  };
+}
+
+/** The memory part of a result: the process's peak RSS and the sampled peaks. */
+function memoryFigures(sampled: ReturnType<ReturnType<typeof rssSampler>['stop']>) {
+  return {
     peakRssMB: procStatusMB().hwm,
     sampledPeakRssMB: sampled.rss,
     peakRssAnonMB: sampled.anon,
     peakRssFileMB: sampled.file,
     peakHeapTotalMB: sampled.heapTotal,
     peakArrayBuffersMB: sampled.arrayBuffers,
-    uploadedRecords: gateway.counters.uploadedRecords,
-    uploadedBatches: gateway.counters.uploadedBatches,
-    pseudonyms: map.split('\n').length - 1,
-    deadlettered: gateway.counters.deadlettered,
   };
 }
 
@@ -333,12 +330,7 @@ async function runBaseline(req: ChildRequest): Promise<ChildResult> {
     seconds,
     recordsPerSec: req.records / seconds,
     ...latencyFigures(lat),
-    peakRssMB: procStatusMB().hwm,
-    sampledPeakRssMB: sampled.rss,
-    peakRssAnonMB: sampled.anon,
-    peakRssFileMB: sampled.file,
-    peakHeapTotalMB: sampled.heapTotal,
-    peakArrayBuffersMB: sampled.arrayBuffers,
+    ...memoryFigures(sampled),
     uploadedRecords: 0,
     uploadedBatches: Math.ceil(req.records / req.batchRecords),
     pseudonyms: 0,
