@@ -383,7 +383,8 @@ export class LocalNucleus {
 
   // --- configuration ---------------------------------------------------------------------------
 
-  private getConfigurationOp(ctx: IpcStreamContext, req: Json): Json {
+  /** The component (default: the caller) and the configuration node at the request's key path. */
+  private configNode(ctx: IpcStreamContext, req: Json): { name: string; path: string[]; node: unknown } {
     const name = str(req, 'componentName') ?? ctx.principal;
     const comp = this.components.get(name);
     if (!comp) throw resourceNotFoundError(KEY_NOT_FOUND, 'Configuration', name);
@@ -394,6 +395,11 @@ export class LocalNucleus {
         throw resourceNotFoundError(KEY_NOT_FOUND, 'Configuration', path.join('.'));
       node = node[k];
     }
+    return { name, path, node };
+  }
+
+  private getConfigurationOp(ctx: IpcStreamContext, req: Json): Json {
+    const { name, path, node } = this.configNode(ctx, req);
     // A leaf comes back as {lastKey: value}, as the nucleus does.
     const last = path[path.length - 1];
     const value = isPlainObject(node) || last === undefined ? node : { [last]: node };
@@ -448,16 +454,8 @@ export class LocalNucleus {
   }
 
   private subscribeConfigOp(ctx: IpcStreamContext, req: Json): Json {
-    const name = str(req, 'componentName') ?? ctx.principal;
-    const comp = this.components.get(name);
-    if (!comp) throw resourceNotFoundError(KEY_NOT_FOUND, 'Configuration', name);
-    const path = keyPathOf(req);
-    let node: unknown = comp.config;
-    for (const k of path) {
-      if (!isPlainObject(node) || !(k in node))
-        throw resourceNotFoundError(KEY_NOT_FOUND, 'Configuration', path.join('.'));
-      node = node[k];
-    }
+    // The key path must exist, as on the nucleus.
+    const { name, path } = this.configNode(ctx, req);
     const sub: ConfigSub = { component: name, keyPath: path, ctx };
     this.configSubs.add(sub);
     ctx.onClose(() => this.configSubs.delete(sub));
