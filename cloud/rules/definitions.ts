@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { CREDENTIALS_REQUEST_FILTER } from '../../protocol/credentials.js';
 import { EVENTS_FILTER } from '../../protocol/events.js';
 import { ActionSchema } from './actions.js';
+import { TELEMETRY_DELIVERY_STREAM, TELEMETRY_FILTER } from './lake.js';
 import { EVENT_ACK_FUNCTION_NAME, VENDING_FUNCTION_NAME } from './resources.js';
 
 export const SQL_VERSIONS = ['2015-10-08', '2016-03-23', 'beta'] as const;
@@ -155,6 +156,19 @@ export const RULES: readonly RuleDefinition[] = Object.freeze(
       sql: `SELECT *, clientid() AS clientId, topic(2) AS thingName FROM '${EVENTS_FILTER}'`,
       sqlVersion: '2016-03-23',
       actions: [{ type: 'lambda', functionName: EVENT_ACK_FUNCTION_NAME }],
+      errorAction: { type: 'republish', topic: FLEET_ERRORS_TOPIC, qos: 0 },
+    },
+    {
+      name: 'edgefleet_telemetry',
+      description:
+        'Streaming telemetry into the data lake: Firehose partitions it by thing, date and hour (lake/telemetry/)',
+      sql: `SELECT *, topic(2) AS thing, timestamp() AS ingest_ts FROM '${TELEMETRY_FILTER}'`,
+      sqlVersion: '2016-03-23',
+      // A gateway publishes an array of records per message; batchMode sends one Firehose record
+      // per element (PutRecordBatch), each ended by a newline so the objects are NDJSON.
+      actions: [
+        { type: 'firehose', deliveryStreamName: TELEMETRY_DELIVERY_STREAM, separator: '\n', batchMode: true },
+      ],
       errorAction: { type: 'republish', topic: FLEET_ERRORS_TOPIC, qos: 0 },
     },
   ] satisfies RuleDefinitionInput[]),
