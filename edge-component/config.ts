@@ -190,6 +190,20 @@ export const IngestConfigSchema = section({
   localPubSub: LocalPubSubConfigSchema.optional(),
 });
 
+/** AWS IoT Core's limit on a message payload: a streamed record must fit in one message. */
+export const MAX_STREAM_RECORD_BYTES = 128 * 1024;
+
+export const TelemetryConfigSchema = section({
+  /**
+   * How telemetry leaves the gateway: `upload` (gzip NDJSON batches straight to S3, the default) or
+   * `stream` (one QoS 1 message per record on `dt/{thing}/telemetry`, which the IoT rule sends through
+   * Firehose into the lake). Either way a record leaves the spool only once it is delivered.
+   */
+  delivery: z.enum(['upload', 'stream'], "must be 'upload' or 'stream'").default('upload'),
+  /** While streaming: records published and not yet acknowledged (PUBACK) at once. */
+  streamInFlight: int(1, 1000).default(100),
+});
+
 export const HealthConfigSchema = section({
   /** How often the health named shadow is updated (while connected). */
   intervalMs: int(100, 86_400_000).default(60_000),
@@ -396,6 +410,7 @@ export const GatewayConfigSchema = section({
   pseudonymization: PseudonymizationConfigSchema.optional(),
   spool: SpoolSectionSchema.prefault({}),
   batching: BatchLimitsSchema.prefault({}),
+  telemetry: TelemetryConfigSchema.prefault({}),
   events: EventsConfigSchema.prefault({}),
   ingest: IngestConfigSchema.prefault({}),
   health: HealthConfigSchema.prefault({}),

@@ -42,10 +42,10 @@ import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import pino, { type Logger } from 'pino';
 import { AckSchema, EventSchema, eventTopics } from '../protocol/events.js';
-import { shadowTopics } from '../protocol/topics.js';
+import { shadowTopics, telemetryTopic } from '../protocol/topics.js';
 import { type BatchEntry, type Batch as CutBatch, cutBatch, gzipBatch } from './batching.js';
 import { systemClock } from './clock.js';
-import type { GatewayConfig } from './config.js';
+import { type GatewayConfig, MAX_STREAM_RECORD_BYTES } from './config.js';
 import { DuplicateKeyError, EdgeError, InvalidObjectKeyError, UploadFailedError } from './errors.js';
 import type { CameraHealth } from './frames/camera.js';
 import { FrameMetadataSchema, frameObjectKeys } from './frames/keys.js';
@@ -119,6 +119,8 @@ export interface GatewayCounters {
   deadlettered: number;
   uploadedBatches: number;
   uploadedRecords: number;
+  /** Records streamed on `dt/{thing}/telemetry` and acknowledged by the broker (delivery 'stream'). */
+  streamedRecords: number;
   uploadFailures: number;
   eventsEmitted: number;
   eventsAcked: number;
@@ -131,8 +133,11 @@ export interface GatewayCounters {
 
 interface PendingBatch {
   batch: CutBatch;
-  /** The gzip body, made once, so that every retry sends the same bytes. */
-  body: Buffer;
+  /** Uploads: the gzip body, made once, so that every retry sends the same bytes. */
+  body?: Buffer;
+  /** Streaming: the batch's records, and which of them the broker has acknowledged (PUBACK). */
+  lines?: Buffer[];
+  sent?: Uint8Array;
   done: boolean;
 }
 
@@ -234,6 +239,7 @@ export class Gateway {
     deadlettered: 0,
     uploadedBatches: 0,
     uploadedRecords: 0,
+    streamedRecords: 0,
     uploadFailures: 0,
     eventsEmitted: 0,
     eventsAcked: 0,
@@ -465,6 +471,13 @@ export class Gateway {
       return this.deadletter('ingest', `record cannot be serialized: ${describe(err)}`, {});
     }
     const bytes = Buffer.from(json);
+    if (this.config.telemetry.delivery === 'stream' && bytes.length > MAX_STREAM_RECORD_BYTES) {
+      return this.deadletter(
+        'ingest',
+        `record of ${bytes.length} bytes is too large to stream (AWS IoT Core takes messages of at most ${MAX_STREAM_RECORD_BYTES} bytes)`,
+        { record: out as JsonValue },
+      );
+    }
     const { seq } = await this.appendTelemetry(bytes);
     this.counters.accepted++;
     this.appendedSinceRound++;
@@ -620,7 +633,9 @@ export class Gateway {
   private async uploadRound(
     shuttingDown: boolean,
   ): Promise<{ progress: boolean; failed: boolean; waitMs?: number }> {
-    const limits = this.config.batching;
+    const streaming = this.config.telemetry.delivery === 'stream';
+    // Streamed records do not wait for a batch to fill: whatever is spooled goes out at once.
+    const limits = streaming ? { ...this.config.batching, maxAgeMs: 0 } : this.config.batching;
     const now = this.clock.now();
     let waitMs: number | undefined;
     this.appendedSinceRound = 0;
@@ -664,11 +679,12 @@ export class Gateway {
     }
     // The new cuts are durable before their upload starts (saved while the bodies are compressed).
     const [bodies] = await Promise.all([
-      Promise.all(fresh.map((b) => gzipBatch(b))),
+      Promise.all(fresh.map((b) => (streaming ? undefined : gzipBatch(b)))),
       fresh.length > 0 ? this.saveCuts() : undefined,
     ]);
     fresh.forEach((batch, i) => {
-      this.pending.push({ batch, body: bodies[i]!, done: false });
+      const body = bodies[i];
+      this.pending.push({ batch, ...(body ? { body } : {}), done: false });
     });
     if (this.pending.length === 0) return { progress: false, failed: false, ...(waitMs ? { waitMs } : {}) };
     const signal = shuttingDown ? undefined : this.stopCtrl.signal;
@@ -727,6 +743,7 @@ export class Gateway {
 
   private async uploadBatch(p: PendingBatch, signal: AbortSignal | undefined): Promise<void> {
     const { batch } = p;
+    if (!p.body) return this.streamBatch(p, signal);
     try {
       const result = await this.uploader.upload({
         key: batch.key,
@@ -758,6 +775,52 @@ export class Gateway {
         this.log.warn({ key: batch.key, err: describe(err) }, 'batch upload failed; kept in the spool');
       throw err;
     }
+  }
+
+  /**
+   * Delivery 'stream': publishes each record of the batch as its own QoS 1 message on
+   * `dt/{thing}/telemetry`, up to `telemetry.streamInFlight` at once. The batch is done once the broker
+   * acknowledged every record; a retry publishes only the records not acknowledged yet (a record whose
+   * PUBACK was lost is sent again: at least once, as Firehose itself delivers).
+   */
+  private async streamBatch(p: PendingBatch, signal: AbortSignal | undefined): Promise<void> {
+    p.lines ??= splitLines(p.batch.ndjson);
+    p.sent ??= new Uint8Array(p.lines.length);
+    const { lines, sent } = p;
+    const topic = telemetryTopic(this.config.thingName);
+    let next = 0;
+    let failure: { err: unknown } | undefined;
+    const worker = async () => {
+      for (;;) {
+        if (failure || signal?.aborted) return;
+        while (next < lines.length && sent[next] === 1) next++;
+        const i = next++;
+        if (i >= lines.length) return;
+        try {
+          await this.channel.publish(topic, lines[i]!, 1);
+          sent[i] = 1;
+        } catch (err) {
+          failure ??= { err };
+        }
+      }
+    };
+    const workers = Math.min(this.config.telemetry.streamInFlight, lines.length);
+    await Promise.all(Array.from({ length: workers }, worker));
+    const left = sent.reduce((n, v) => n + (v === 1 ? 0 : 1), 0);
+    if (failure || left > 0) {
+      this.counters.uploadFailures++;
+      const err = failure?.err ?? new EdgeError(`streaming stopped with ${left} records not published`);
+      if (!this.stopCtrl.signal.aborted || signal === undefined)
+        this.log.warn(
+          { topic, records: lines.length, notAcknowledged: left, err: describe(err) },
+          'streaming a batch failed; the records not acknowledged stay in the spool',
+        );
+      throw err;
+    }
+    p.done = true;
+    this.counters.streamedRecords += p.batch.records;
+    this.lastUploadAt = this.clock.now();
+    this.log.debug({ topic, records: p.batch.records, firstSeq: p.batch.firstSeq }, 'records streamed');
   }
 
   // ---------------------------------------------------------------- frames
@@ -1125,6 +1188,18 @@ async function isPermanentUploadError(err: unknown): Promise<boolean> {
 }
 
 /** Records in a telemetry entry (its metadata says how many, when more than one). */
+/** The records of a batch's NDJSON text, one buffer each (views, not copies). */
+function splitLines(ndjson: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let start = 0;
+  for (let i = ndjson.indexOf(0x0a); i >= 0; i = ndjson.indexOf(0x0a, start)) {
+    if (i > start) out.push(ndjson.subarray(start, i));
+    start = i + 1;
+  }
+  if (start < ndjson.length) out.push(ndjson.subarray(start));
+  return out;
+}
+
 function entryRecords(e: SpoolEntry): number {
   const m = e.metadata as { records?: unknown } | undefined;
   return typeof m?.records === 'number' && Number.isSafeInteger(m.records) && m.records > 0 ? m.records : 1;

@@ -14,6 +14,11 @@ export const thingTopics = (thing: string) => ({
   telemetryRoot: `dt/${thing}`,
 });
 
+/** MQTT filter (and IoT rule `FROM` topic) of every thing's streamed telemetry. */
+export const TELEMETRY_FILTER = 'dt/+/telemetry';
+/** The topic a gateway streams telemetry records on, one record (a JSON object) per message. */
+export const telemetryTopic = (thing: string): string => `dt/${thing}/telemetry`;
+
 export type ShadowOperation = 'get' | 'update' | 'delete';
 
 /**

@@ -18,9 +18,8 @@ export const TELEMETRY_DELIVERY_STREAM = 'edgefleet-telemetry';
 /** The role Firehose writes to the lake with (local IAM and the CDK app). */
 export const FIREHOSE_DELIVERY_ROLE_NAME = 'edgefleet-firehose-delivery';
 
-/** MQTT filter (and rule `FROM` topic) of streaming telemetry: `dt/{thing}/telemetry`. */
-export const TELEMETRY_FILTER = 'dt/+/telemetry';
-export const telemetryTopic = (thingName: string): string => `dt/${thingName}/telemetry`;
+/** Streamed telemetry: `dt/{thing}/telemetry` (protocol/topics.ts, shared with the gateway). */
+export { TELEMETRY_FILTER, telemetryTopic } from '../../protocol/topics.js';
 
 /** Root of everything Firehose writes. */
 export const LAKE_PREFIX = 'lake/';

@@ -385,6 +385,65 @@ describe('telemetry uploads', () => {
   });
 });
 
+describe('streamed telemetry (telemetry.delivery stream)', () => {
+  const streamed = (channel: MemoryIotChannel) =>
+    channel.published
+      .filter((m) => m.topic === `dt/${THING}/telemetry`)
+      .map((m) => JSON.parse(m.payload.toString()) as Record<string, unknown>);
+
+  it('publishes each record QoS 1 on dt/{thing}/telemetry at once, and acks the spool once all are acknowledged', async () => {
+    const { gw, channel, uploader, depth } = await setup({ extra: { telemetry: { delivery: 'stream' } } });
+    for (let i = 1; i <= 4; i++) await gw.ingest({ sensorId: 's1', i });
+    // No waiting for a batch age: every spooled record goes out.
+    await until(() => depth(STREAMS.telemetry) === 0, 'all acked');
+    expect(streamed(channel).map((r) => r.i)).toEqual([1, 2, 3, 4]);
+    expect(
+      channel.published.filter((m) => m.topic === `dt/${THING}/telemetry`).every((m) => m.qos === 1),
+    ).toBe(true);
+    expect(uploader.calls).toHaveLength(0);
+    expect(gw.counters.streamedRecords).toBe(4);
+  });
+
+  it('on a failed publish keeps the batch and later publishes only the records not acknowledged', async () => {
+    const { gw, channel, clock, depth } = await setup({
+      extra: { telemetry: { delivery: 'stream', streamInFlight: 1 } },
+    });
+    const publish = channel.publish.bind(channel);
+    let calls = 0;
+    channel.publish = async (topic, payload, qos) => {
+      if (topic === `dt/${THING}/telemetry` && ++calls === 2) throw new Error('connection reset');
+      return publish(topic, payload, qos);
+    };
+    for (let i = 1; i <= 3; i++) await gw.ingest({ i });
+    await until(() => gw.counters.uploadFailures === 1, 'failure');
+    expect(depth(STREAMS.telemetry)).toBeGreaterThan(0);
+    await until(() => clock.pendingDelays().includes(500), 'backoff sleep');
+    clock.advance(500);
+    await until(() => depth(STREAMS.telemetry) === 0, 'all acked');
+    // Record 1 was acknowledged before the failure and is not sent twice.
+    expect(streamed(channel).map((r) => r.i)).toEqual([1, 2, 3]);
+  });
+
+  it('dead-letters a record too large for one AWS IoT message', async () => {
+    const { gw, depth } = await setup({ extra: { telemetry: { delivery: 'stream' } } });
+    const r = await gw.ingest({ blob: 'x'.repeat(128 * 1024) });
+    expect(r).toMatchObject({ accepted: false, reason: expect.stringMatching(/too large to stream/) });
+    expect(depth(STREAMS.deadletter)).toBe(1);
+  });
+
+  it('keeps streaming records spooled while offline and sends them on reconnect', async () => {
+    const { gw, channel, depth } = await setup({
+      connected: false,
+      extra: { telemetry: { delivery: 'stream' } },
+    });
+    for (let i = 1; i <= 5; i++) await gw.ingest({ i });
+    expect(streamed(channel)).toHaveLength(0);
+    channel.setConnected(true);
+    await until(() => depth(STREAMS.telemetry) === 0, 'drained');
+    expect(streamed(channel).map((r) => r.i)).toEqual([1, 2, 3, 4, 5]);
+  });
+});
+
 describe('health', () => {
   it('publishes the health named shadow when connected', async () => {
     const { gw, channel } = await setup();
