@@ -8,6 +8,7 @@ import { runDemo } from './demo.js';
 import { CliError } from './errors.js';
 import { registerFacesCommands } from './faces.js';
 import { registerGatewayCommands } from './gateway.js';
+import { registerLakeCommands } from './lake.js';
 import { parseFlags, portFlag } from './options.js';
 import { runSql } from './sql.js';
 
@@ -140,6 +141,7 @@ export function buildProgram(): Command {
     });
   registerGatewayCommands(program);
   registerFacesCommands(program);
+  registerLakeCommands(program);
   return program;
 }
 

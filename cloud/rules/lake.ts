@@ -181,7 +181,7 @@ export const LAKE_TABLES: readonly LakeTable[] = [
     columns: [
       { name: 'camera', type: 'string', comment: 'camera id' },
       { name: 'site', type: 'string', comment: 'site of the thing (alert rules), if any' },
-      { name: 'capturedAt', type: 'bigint', comment: 'capture time, epoch ms' },
+      { name: 'capturedAt', type: 'string', comment: 'capture time, ISO 8601 in UTC' },
       { name: 'key', type: 'string', comment: 'object key of the analysed frame' },
       { name: 'kind', type: 'string', comment: 'frames or frames-identify' },
       { name: 'labels', type: 'json', comment: 'DetectLabels results' },
@@ -202,3 +202,26 @@ export const LAKE_TABLES: readonly LakeTable[] = [
     ],
   },
 ];
+
+/**
+ * The delivery role's permissions (local IAM; the CDK app grants the same on AWS): objects under
+ * `lake/` of the data bucket and the bucket's listing, as Firehose's S3 destination needs them.
+ */
+export function firehoseDeliveryRolePolicy(bucket: string, partition = 'aws') {
+  const b = `arn:${partition}:s3:::${bucket}`;
+  return {
+    Version: '2012-10-17' as const,
+    Statement: [
+      {
+        Effect: 'Allow' as const,
+        Action: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'],
+        Resource: `${b}/${LAKE_PREFIX}*`,
+      },
+      {
+        Effect: 'Allow' as const,
+        Action: ['s3:GetBucketLocation', 's3:ListBucket', 's3:ListBucketMultipartUploads'],
+        Resource: b,
+      },
+    ],
+  };
+}
