@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import {
   GetThingShadowCommand,
   IoTDataPlaneClient,
@@ -17,17 +18,20 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { LocalCloud } from '../cloud/local/index.js';
+import { formatTable, LakeEngine, type LakeResult } from '../cloud/local/lake/index.js';
 import { provisionThing, readDeviceFiles } from '../cloud/local/provision.js';
 import { ALERT_RULES_KEY } from '../cloud/rules/alerts.js';
 import { LOCAL_RESULTS_BUCKET } from '../cloud/rules/resources.js';
 import { MqttChannel } from '../edge-component/adapters/mqtt-channel.js';
+import { batchId, batchKey } from '../edge-component/batching.js';
 import { CameraConfigSchema } from '../edge-component/config.js';
 import { mqttCredentialProvider } from '../edge-component/credentials.js';
 import { FaceEngineDetector } from '../edge-component/frames/face-engine.js';
 import { frameObjectKeys } from '../edge-component/frames/keys.js';
 import { FramePipeline } from '../edge-component/frames/pipeline.js';
+import { simulatedRecord } from '../edge-component/simulator.js';
 import { S3Uploader } from '../edge-component/uploader.js';
-import { shadowTopics, thingTopics } from '../protocol/topics.js';
+import { shadowTopics, telemetryTopic, thingTopics } from '../protocol/topics.js';
 import { CliError } from './errors.js';
 
 export interface DemoOptions {
@@ -46,6 +50,8 @@ export interface DemoSummary {
   /** Heartbeats the rule edgefleet_heartbeats republished to fleet/heartbeats. */
   routedHeartbeats: number;
   lifecycleEvents: number;
+  /** Telemetry records published on dt/{thing}/telemetry (and acknowledged). */
+  streamedRecords: number;
 }
 
 const THING = 'gateway-demo-1';
@@ -72,6 +78,40 @@ function waitFor<T>(
     };
     client.on('message', onMessage);
   });
+}
+
+/** Records of the batch the demo uploads with vended credentials. */
+const BATCH_RECORDS = 100;
+/** Sensors that stream a record each second while the gateway runs. */
+const STREAM_SENSORS = 3;
+
+/**
+ * Waits until the lake's telemetry view holds `expected` records of the thing (Firehose delivers within
+ * its buffering interval), then answers the analysts' query.
+ */
+async function queryLake(
+  dataDir: string,
+  since: number,
+  expected: number,
+  timeoutMs: number,
+): Promise<LakeResult> {
+  // Only this run's records (a data dir that is used again holds earlier runs' too).
+  const where = `thing = '${THING}' AND ts >= ${since}`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const engine = await LakeEngine.open({ dataDir });
+    try {
+      const count = await engine.query(`SELECT count(*) FROM telemetry WHERE ${where}`);
+      if (Number(count.rows[0]?.[0] ?? 0) >= expected || Date.now() > deadline) {
+        return await engine.query(
+          `SELECT thing, CASE WHEN ingest_ts IS NULL THEN 'batch upload' ELSE 'stream (Firehose)' END AS path, count(*) AS records, round(avg(temperature), 2) AS avg_temperature FROM telemetry WHERE ${where} GROUP BY ALL ORDER BY path`,
+        );
+      }
+    } finally {
+      engine.close();
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 const SITE = 'plant-a';
@@ -227,17 +267,16 @@ async function uploadWithVendedCredentials(
       credentials,
       logger,
     });
-    const now = new Date();
-    const records = Array.from({ length: 100 }, (_, i) =>
-      JSON.stringify({ seq: i, ts: now.getTime() + i, temp: 20 + (i % 7) }),
+    // A batch as the gateway makes them: gzip NDJSON under raw/{thing}/telemetry/, in the lake's layout.
+    const now = Date.now();
+    const records = Array.from({ length: BATCH_RECORDS }, (_, i) =>
+      JSON.stringify(simulatedRecord((i % 3) + 1, i, now + i)),
     );
-    const day = now.toISOString().slice(0, 10);
-    const hour = now.toISOString().slice(11, 13);
-    const key = `raw/${THING}/demo/dt=${day}/hour=${hour}/${now.getTime()}.ndjson`;
+    const key = batchKey(THING, 'telemetry', now, batchId(1, BATCH_RECORDS));
     const result = await uploader.upload({
       key,
-      source: { data: Buffer.from(`${records.join('\n')}\n`) },
-      contentType: 'application/x-ndjson',
+      source: { data: gzipSync(`${records.join('\n')}\n`) },
+      contentType: 'application/gzip',
     });
     const frame = await maskAndUploadFrame(cloud, uploader, logger);
     return {
@@ -256,11 +295,16 @@ async function uploadWithVendedCredentials(
 
 export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   const say = (line: string) => opts.out.write(`${line}\n`);
-  const cloud = await LocalCloud.start({ dataDir: opts.dataDir, mqttPort: 0, httpPort: 0 }, opts.logger);
+  const demoStart = Date.now();
+  // Firehose delivers the streamed telemetry after 1 s of buffering instead of the deployed 60 s.
+  const cloud = await LocalCloud.start(
+    { dataDir: opts.dataDir, mqttPort: 0, httpPort: 0, telemetryBuffering: { intervalInSeconds: 1 } },
+    opts.logger,
+  );
   let device: MqttClient | undefined;
   try {
     say(
-      `[1/7] local cloud up        MQTT ${cloud.endpoints.mqttUrl}  HTTP ${cloud.endpoints.httpUrl}  data ${cloud.options.dataDir}`,
+      `[1/8] local cloud up        MQTT ${cloud.endpoints.mqttUrl}  HTTP ${cloud.endpoints.httpUrl}  data ${cloud.options.dataDir}`,
     );
 
     const deviceDir = join(cloud.options.dataDir, 'devices', THING);
@@ -271,7 +315,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     if (!reuse) await provisionThing({ thingName: THING, outDir: deviceDir }, cloud);
     const files = await readDeviceFiles(deviceDir);
     say(
-      `[2/7] gateway provisioned   thing ${THING}${reuse ? ' (existing certificate)' : ' (new key and certificate from the local CA)'}`,
+      `[2/8] gateway provisioned   thing ${THING}${reuse ? ' (existing certificate)' : ' (new key and certificate from the local CA)'}`,
     );
 
     let lifecycleEvents = 0;
@@ -294,7 +338,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
         connectTimeout: 10_000,
       });
     device = await connect(THING);
-    say(`[3/7] gateway connected     client id ${THING}, mutual TLS verified against root-ca.crt`);
+    say(`[3/8] gateway connected     client id ${THING}, mutual TLS verified against root-ca.crt`);
 
     const t = shadowTopics(THING);
     await device.subscribeAsync([t.updateAccepted, t.updateDelta, t.getAccepted], { qos: 1 });
@@ -337,21 +381,38 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       throw new CliError('shadow still has a delta after the gateway reported', 1);
     data.destroy();
     say(
-      `[4/7] shadow round-trip     desired mode=run -> delta -> reported; in sync at version ${shadow.version} (${roundTripMs.toFixed(0)} ms)`,
+      `[4/8] shadow round-trip     desired mode=run -> delta -> reported; in sync at version ${shadow.version} (${roundTripMs.toFixed(0)} ms)`,
     );
 
     let heartbeats = 0;
-    const tick = () =>
-      device
-        ?.publishAsync(
-          `${thingTopics(THING).telemetryRoot}/heartbeat`,
-          JSON.stringify({ ts: Date.now(), seq: heartbeats }),
-          { qos: 1 },
-        )
-        .then(() => {
-          heartbeats += 1;
-        })
-        .catch(() => {});
+    let streamed = 0;
+    let ticks = 0;
+    // Each second: a heartbeat, and one record per sensor streamed on dt/{thing}/telemetry (the rule
+    // edgefleet_telemetry puts each into Firehose, which writes the lake).
+    const tick = () => {
+      const seq = ticks++;
+      const sends = [
+        device
+          ?.publishAsync(
+            `${thingTopics(THING).telemetryRoot}/heartbeat`,
+            JSON.stringify({ ts: Date.now(), seq }),
+            { qos: 1 },
+          )
+          .then(() => {
+            heartbeats += 1;
+          }),
+        ...Array.from({ length: STREAM_SENSORS }, (_, k) =>
+          device
+            ?.publishAsync(telemetryTopic(THING), JSON.stringify(simulatedRecord(k + 1, seq, Date.now())), {
+              qos: 1,
+            })
+            .then(() => {
+              streamed += 1;
+            }),
+        ),
+      ];
+      return Promise.all(sends).catch(() => {});
+    };
     await tick();
     const timer = setInterval(tick, 1000);
     let onSignal = () => {};
@@ -363,8 +424,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     });
     say(
       opts.duration === 0
-        ? '[5/7] gateway running       heartbeats every second, routed by an IoT rule; Ctrl-C to stop'
-        : `[5/7] gateway running       heartbeats every second for ${opts.duration} s, routed by an IoT rule`,
+        ? `[5/8] gateway running       a heartbeat and ${STREAM_SENSORS} telemetry records every second, routed by IoT rules; Ctrl-C to stop`
+        : `[5/8] gateway running       a heartbeat and ${STREAM_SENSORS} telemetry records every second for ${opts.duration} s, routed by IoT rules`,
     );
     await stopped;
     process.off('SIGINT', onSignal);
@@ -376,7 +437,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     // The gateway asks for temporary credentials over MQTT and uploads a batch with them.
     const upload = await uploadWithVendedCredentials(cloud, files, opts.logger);
     say(
-      `[6/7] batch uploaded        s3://${upload.bucket}/${upload.key} (${upload.bytes} B) with credentials vended over MQTT in ${upload.credentialsMs.toFixed(0)} ms, valid until ${upload.expiration}`,
+      `[6/8] batch uploaded        s3://${upload.bucket}/${upload.key} (${upload.bytes} B) with credentials vended over MQTT in ${upload.credentialsMs.toFixed(0)} ms, valid until ${upload.expiration}`,
     );
     const summary: DemoSummary = {
       thingName: THING,
@@ -385,13 +446,19 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       heartbeats,
       routedHeartbeats,
       lifecycleEvents,
+      streamedRecords: streamed,
     };
     const f = upload.frame;
     const seen = (f.analysis.faces as number | undefined) ?? 0;
     const alertBody = JSON.parse(String(f.alert.Message ?? '{}')) as { ruleId?: string };
     say(
-      `[7/7] camera frames         ${f.faces} faces blurred on the gateway before upload (the cloud saw ${seen}); the identification camera ${CAMERA} raised alert ${alertBody.ruleId ?? '?'} on alerts/${SITE}`,
+      `[7/8] camera frames         ${f.faces} faces blurred on the gateway before upload (the cloud saw ${seen}); the identification camera ${CAMERA} raised alert ${alertBody.ruleId ?? '?'} on alerts/${SITE}`,
     );
+    const lake = await queryLake(cloud.options.dataDir, demoStart, streamed + BATCH_RECORDS, 20_000);
+    say(
+      `[8/8] lake query            ${streamed} records streamed through the rule and Firehose, ${BATCH_RECORDS} uploaded in a batch:`,
+    );
+    for (const line of formatTable(lake).trimEnd().split('\n')) say(`      ${line}`);
     say('');
     say('summary');
     say(`  thing                 ${summary.thingName}`);

@@ -23,6 +23,17 @@ export const LocalCloudOptionsSchema = z.object({
   buckets: z
     .array(z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name'))
     .default([LOCAL_DATA_BUCKET]),
+  /**
+   * Buffering hints of the telemetry delivery stream, if not the deployed ones (64 MiB / 60 s): a
+   * demo or a test that wants its objects sooner sets a short interval.
+   */
+  telemetryBuffering: z
+    .object({
+      intervalInSeconds: z.number().int().min(0).max(900).optional(),
+      sizeInMBs: z.number().int().min(1).max(128).optional(),
+    })
+    .strict()
+    .optional(),
 });
 
 export type LocalCloudOptionsInput = z.input<typeof LocalCloudOptionsSchema>;

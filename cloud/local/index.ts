@@ -4,9 +4,11 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
 import pino, { type Logger } from 'pino';
 import { FUNCTIONS, type HandlerRegistry } from '../functions/index.js';
 import { RULES } from '../rules/definitions.js';
+import { FIREHOSE_DELIVERY_ROLE_NAME, firehoseDeliveryRolePolicy, TELEMETRY_DELIVERY } from '../rules/lake.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
 import {
   ALERTS_TOPIC_NAME,
@@ -28,6 +30,7 @@ import { IotBroker, MAX_PAYLOAD_BYTES } from './broker.js';
 import { type LocalCloudOptions, type LocalCloudOptionsInput, parseLocalCloudOptions } from './config.js';
 import { CredentialStore } from './credentials.js';
 import { LocalCloudError } from './errors.js';
+import { LocalFirehose } from './firehose/index.js';
 import { iotControlRoute } from './http/iot.js';
 import { iotDataRoute } from './http/iotdata.js';
 import { HttpEndpoint } from './http/server.js';
@@ -162,6 +165,58 @@ export function seedIam(iam: Iam, opts: LocalCloudOptions): void {
       }),
     },
   });
+  // Firehose's delivery role: writes the lake (lake/ of the data bucket).
+  iam.putRole({
+    roleName: FIREHOSE_DELIVERY_ROLE_NAME,
+    description: 'Firehose delivery into the data lake',
+    trustPolicy: {
+      Version: '2012-10-17',
+      Statement: [
+        { Effect: 'Allow', Principal: { Service: 'firehose.amazonaws.com' }, Action: 'sts:AssumeRole' },
+      ],
+    },
+    policies: { lake: firehoseDeliveryRolePolicy(bucket ?? LOCAL_DATA_BUCKET, s3Partition) },
+  });
+}
+
+/** The S3 destination role sessions last this long; clients are renewed well before (firehose/index.ts). */
+const DELIVERY_SESSION_SECONDS = 3600;
+
+/**
+ * The telemetry delivery stream as the CDK app deploys it (cloud/rules/lake.ts), in the data bucket,
+ * with the local cloud's buffering overrides.
+ */
+function telemetryDeliveryStream(iam: Iam, opts: LocalCloudOptions) {
+  const d = TELEMETRY_DELIVERY;
+  const bucket = opts.buckets[0] ?? LOCAL_DATA_BUCKET;
+  return {
+    DeliveryStreamName: d.name,
+    DeliveryStreamType: 'DirectPut' as const,
+    ExtendedS3DestinationConfiguration: {
+      RoleARN: iam.roleArn(FIREHOSE_DELIVERY_ROLE_NAME),
+      BucketARN: `arn:${partitionOf(opts.region)}:s3:::${bucket}`,
+      Prefix: d.prefix,
+      ErrorOutputPrefix: d.errorOutputPrefix,
+      CompressionFormat: d.compression,
+      BufferingHints: {
+        SizeInMBs: opts.telemetryBuffering?.sizeInMBs ?? d.bufferingHints.sizeInMBs,
+        IntervalInSeconds: opts.telemetryBuffering?.intervalInSeconds ?? d.bufferingHints.intervalInSeconds,
+      },
+      DynamicPartitioningConfiguration: { Enabled: true },
+      ProcessingConfiguration: {
+        Enabled: true,
+        Processors: [
+          {
+            Type: 'MetadataExtraction' as const,
+            Parameters: [
+              { ParameterName: 'MetadataExtractionQuery' as const, ParameterValue: d.metadataExtractionQuery },
+              { ParameterName: 'JsonParsingEngine' as const, ParameterValue: d.metadataExtractionJqEngine },
+            ],
+          },
+        ],
+      },
+    },
+  };
 }
 
 export class LocalCloud {
@@ -180,6 +235,8 @@ export class LocalCloud {
     readonly iam: Iam,
     /** The project's Lambda functions as the rules engine invokes them. */
     readonly functions: HandlerRegistry,
+    /** The local Firehose: delivery streams into the local S3 (the telemetry stream exists from the start). */
+    readonly firehose: LocalFirehose,
   ) {}
 
   /** The local SNS: topics, recorded messages, in-process subscribers (set by start). */
@@ -277,7 +334,7 @@ export class LocalCloud {
       logger: logger.child({ component: 'http' }),
       health: () => ({
         status: 'running',
-        services: ['iot-core', 'iot', 'iotdata', 'sts', 's3', 'rekognition', 'sns'],
+        services: ['iot-core', 'iot', 'iotdata', 'sts', 's3', 'rekognition', 'sns', 'firehose'],
         region: opts.region,
       }),
     });
@@ -384,6 +441,40 @@ export class LocalCloud {
       );
     }
     const host = opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host;
+    // Firehose writes to S3 as its stream's delivery role, through the S3 endpoint (now listening), so
+    // IAM and S3 notifications apply as on AWS. Records journaled before a restart are delivered now.
+    let firehose: LocalFirehose;
+    try {
+      firehose = await LocalFirehose.open({
+        dataDir: opts.dataDir,
+        region: opts.region,
+        accountId: opts.accountId,
+        authorizer: iam,
+        logger: logger.child({ component: 'firehose' }),
+        s3ForRole: async (roleArn) => {
+          const role = iam.getRoleByArn(roleArn);
+          if (!role) throw new LocalCloudError(`no role ${roleArn}`);
+          const session = iam.issueRoleSession(role.roleName, 'firehose-delivery', DELIVERY_SESSION_SECONDS);
+          return new S3Client({
+            region: opts.region,
+            endpoint: `http://${host}:${httpPort}`,
+            forcePathStyle: true,
+            credentials: {
+              accessKeyId: session.accessKeyId,
+              secretAccessKey: session.secretAccessKey,
+              ...(session.sessionToken ? { sessionToken: session.sessionToken } : {}),
+            },
+          });
+        },
+      });
+      await firehose.ensureDeliveryStream(telemetryDeliveryStream(iam, opts));
+    } catch (err) {
+      await rules.stop().catch(() => {});
+      await broker.close().catch(() => {});
+      await http.close().catch(() => {});
+      throw err;
+    }
+    http.register(firehose.route());
     const endpoints: LocalCloudEndpoints = {
       host,
       mqttPort,
@@ -411,6 +502,7 @@ export class LocalCloud {
       rules,
       iam,
       functions,
+      firehose,
     );
     sdk = () => cloud.sdkConfig();
     cloud.sns = sns;
@@ -435,8 +527,10 @@ export class LocalCloud {
     // Event notifications first: their deliveries run functions that use every other service.
     await this.s3Notifications.stop();
     await this.sns.idle();
-    // Then the rules: their in-flight actions still publish through the broker.
+    // Then the rules: their in-flight actions still publish through the broker and put to Firehose.
     await this.rules.stop();
+    // Firehose keeps what it has not delivered in its journal, for the next start.
+    await this.firehose.close();
     await this.broker.close();
     await this.http.close();
     const rt = readJsonFile<RuntimeFile>(join(this.options.dataDir, 'runtime.json'));

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { LocalCloudOptionsInput } from '../../cloud/local/config.js';
 import { LocalCloud } from '../../cloud/local/index.js';
 import { type ProvisionedDevice, provisionThing, readDeviceFiles } from '../../cloud/local/provision.js';
 
@@ -23,8 +24,11 @@ export function tempDir(prefix = 'edgefleet-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startTestCloud(dataDir = tempDir()): Promise<TestCloud> {
-  const cloud = await LocalCloud.start({ dataDir, mqttPort: 0, httpPort: 0 });
+export async function startTestCloud(
+  dataDir = tempDir(),
+  options: Omit<LocalCloudOptionsInput, 'dataDir' | 'mqttPort' | 'httpPort'> = {},
+): Promise<TestCloud> {
+  const cloud = await LocalCloud.start({ ...options, dataDir, mqttPort: 0, httpPort: 0 });
   const clients: MqttClient[] = [];
   return {
     cloud,

@@ -1,0 +1,2 @@
+/** A sensor record padded to `bytes` bytes of JSON. */
+export declare function telemetryRecord(i: number, bytes: number): string;
