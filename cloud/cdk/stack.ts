@@ -12,9 +12,11 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
 import { RULES } from '../rules/definitions.js';
+import { TELEMETRY_DELIVERY_STREAM } from '../rules/lake.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
 import { FACE_COLLECTION_ID } from '../rules/resources.js';
 import { ProjectFunctions } from './functions.js';
+import { DataLake } from './lake.js';
 import { TopicRules } from './rules.js';
 
 /** Construct id of the one stack of the app (also its CloudFormation stack name). */
@@ -52,6 +54,8 @@ export class EdgefleetStack extends Stack {
   readonly alertsTopic: sns.Topic;
   /** The Rekognition face collection identification frames are searched against. */
   readonly faceCollection: rekognition.CfnCollection;
+  /** Firehose delivery into the lake, its Glue tables and views, and the Athena workgroup. */
+  readonly dataLake: DataLake;
 
   constructor(scope: Construct, id: string, props: EdgefleetStackProps = {}) {
     const { devicePolicyName = DEVICE_POLICY_NAME, ...stackProps } = props;
@@ -82,7 +86,12 @@ export class EdgefleetStack extends Stack {
     });
 
     // Data and results: KMS (the data-lake key), private, TLS-only, versioned, with access logs.
-    const secureBucket = (id: string, accessLogPrefix: string, lifecycleRules: s3.LifecycleRule[]) =>
+    const secureBucket = (
+      id: string,
+      accessLogPrefix: string,
+      lifecycleRules: s3.LifecycleRule[],
+      extra: Partial<s3.BucketProps> = {},
+    ) =>
       new s3.Bucket(this, id, {
         encryption: s3.BucketEncryption.KMS,
         encryptionKey: this.dataLakeKey,
@@ -95,11 +104,20 @@ export class EdgefleetStack extends Stack {
         serverAccessLogsBucket: this.accessLogsBucket,
         serverAccessLogsPrefix: accessLogPrefix,
         lifecycleRules,
+        ...extra,
       });
-    this.dataLakeBucket = secureBucket('DataLakeBucket', DATA_LAKE_ACCESS_LOG_PREFIX, [
-      // Gateways upload large batches and frames with multipart uploads over flaky links.
-      { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
-    ]);
+    this.dataLakeBucket = secureBucket(
+      'DataLakeBucket',
+      DATA_LAKE_ACCESS_LOG_PREFIX,
+      [
+        // Gateways upload large batches and frames with multipart uploads over flaky links.
+        { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
+      ],
+      {
+        // The lake's storage tiers (DataLake, LAKE_TRANSITIONS) leave objects under 128 KiB in STANDARD.
+        transitionDefaultMinimumObjectSize: s3.TransitionDefaultMinimumObjectSize.ALL_STORAGE_CLASSES_128_K,
+      },
+    );
     this.resultsBucket = secureBucket('ResultsBucket', RESULTS_ACCESS_LOG_PREFIX, [
       // A result is rewritten when a frame is analysed again; older versions are not needed for long.
       { id: 'expire-old-result-versions', noncurrentVersionExpiration: Duration.days(30) },
@@ -134,9 +152,17 @@ export class EdgefleetStack extends Stack {
       alertsKey: this.alertsKey,
     });
 
+    this.dataLake = new DataLake(this, 'DataLake', {
+      dataBucket: this.dataLakeBucket,
+      dataKey: this.dataLakeKey,
+      resultsBucket: this.resultsBucket,
+      accessLogsBucket: this.accessLogsBucket,
+    });
+
     this.topicRules = new TopicRules(this, 'TopicRules', {
       rules: RULES,
       functions: this.functions.functions,
+      deliveryStreams: { [TELEMETRY_DELIVERY_STREAM]: this.dataLake.telemetryDeliveryStream.attrArn },
     });
 
     new CfnOutput(this, 'DataLakeBucketName', {
@@ -154,6 +180,23 @@ export class EdgefleetStack extends Stack {
     new CfnOutput(this, 'AlertsTopicArn', {
       description: 'ARN of the SNS topic alerts are published to',
       value: this.alertsTopic.topicArn,
+    });
+    new CfnOutput(this, 'TelemetryDeliveryStreamName', {
+      description: 'Name of the Firehose delivery stream of streaming telemetry (lake/telemetry/)',
+      value: this.dataLake.telemetryDeliveryStream.ref,
+    });
+    new CfnOutput(this, 'LakeDatabaseName', {
+      description:
+        'Glue database (Athena schema) of the data lake views: telemetry, events, frames, analysis',
+      value: this.dataLake.database.ref,
+    });
+    new CfnOutput(this, 'AthenaWorkGroupName', {
+      description: 'Athena workgroup to query the data lake in (results encrypted, settings enforced)',
+      value: this.dataLake.workGroup.ref,
+    });
+    new CfnOutput(this, 'LakePartitionRegistrarArn', {
+      description: 'State machine that registers the partitions of new lake objects in Glue',
+      value: this.dataLake.partitionRegistrar.stateMachineArn,
     });
     new CfnOutput(this, 'DevicePolicyName', {
       description: 'Name of the IoT policy attached to gateway certificates',

@@ -53,6 +53,8 @@ const EXPECTED_ACKNOWLEDGEMENTS: string[] = [
   'Edgefleet/Functions/FrameAnalysisPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/frames/*]',
   'Edgefleet/Functions/FrameAnalysisPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<ResultsBucketA95A2103>/results/*]',
   'Edgefleet/BucketNotificationsHandler050a0587b7544547bf325f094a3db834/Role AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+  'Edgefleet/DataLake/TelemetryDeliveryRole AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/lake/*]',
+  'Edgefleet/DataLake/PartitionRegistrar/Role/DefaultPolicy AwsSolutions-IAM5[Resource::*]',
 ];
 
 /** Reasons that say nothing about why a finding does not apply. */
@@ -337,7 +339,10 @@ describe('frame analysis', () => {
   });
 
   test('S3 notifies the function of new objects under frames/ and frames-identify/ of the data bucket', () => {
-    const notifications = Object.values(template.findResources('Custom::S3BucketNotifications'));
+    // The lake's partition registrar adds EventBridge notifications (of this bucket and the results bucket).
+    const notifications = Object.values(template.findResources('Custom::S3BucketNotifications')).filter((n) =>
+      JSON.stringify(n.Properties?.NotificationConfiguration).includes('LambdaFunctionConfigurations'),
+    );
     expect(notifications).toHaveLength(1);
     const props = notifications[0]?.Properties as {
       BucketName: unknown;
