@@ -4,7 +4,9 @@
  * BENCH_SHADOW_UPDATES (default 300), BENCH_UPLOADS (objects per size, default 20; 32 MB objects: a
  * fifth of it), BENCH_CREDENTIALS (credential round trips, default 100), BENCH_RECORDS (records per
  * gateway ingest run, default 100000), BENCH_FRAMES (1920x1080 frames per frames round, default 24),
- * BENCH_ONLY (broker | uploads | gateway | frames).
+ * BENCH_LAKE_THINGS and BENCH_LAKE_RECORDS_PER_THING (lake ingest, default 4 x 5000 records of 500 B),
+ * BENCH_LAKE_RECORDS (records the lake query aggregates, default 1000000),
+ * BENCH_ONLY (broker | uploads | gateway | frames | lake).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -13,6 +15,8 @@ import { benchBroker } from './broker.js';
 import { bundleScript, runScript } from './child.js';
 import type { FramesBenchResult } from './frames.js';
 import { benchGateway } from './gateway.js';
+import { benchLake, printLakeTable } from './lake.js';
+import { benchLakeIngest } from './lake-ingest.js';
 import { printTable } from './stats.js';
 import { benchUploads } from './uploads.js';
 
@@ -31,9 +35,12 @@ const uploadsPerSize = int('BENCH_UPLOADS', 20);
 const credentialRequests = int('BENCH_CREDENTIALS', 100);
 const gatewayRecords = int('BENCH_RECORDS', 100_000);
 const framesPerRound = int('BENCH_FRAMES', 24);
+const lakeThings = int('BENCH_LAKE_THINGS', 4);
+const lakeRecordsPerThing = int('BENCH_LAKE_RECORDS_PER_THING', 5000);
+const lakeQueryRecords = int('BENCH_LAKE_RECORDS', 1_000_000);
 const only = process.env.BENCH_ONLY;
-if (only !== undefined && !['broker', 'uploads', 'gateway', 'frames'].includes(only)) {
-  throw new Error('BENCH_ONLY must be broker, uploads, gateway or frames');
+if (only !== undefined && !['broker', 'uploads', 'gateway', 'frames', 'lake'].includes(only)) {
+  throw new Error('BENCH_ONLY must be broker, uploads, gateway, frames or lake');
 }
 const dataDir = mkdtempSync(join(tmpdir(), 'edgefleet-bench-'));
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -161,6 +168,40 @@ try {
       ],
     );
     results.frames = f;
+  }
+  if (only === undefined || only === 'lake') {
+    log(
+      `lake ingest benchmark: ${rounds} rounds x ${lakeThings} things x ${lakeRecordsPerThing} records of 500 B, MQTT -> rule -> Firehose -> S3`,
+    );
+    const li = await benchLakeIngest(
+      {
+        dataDir: join(dataDir, 'lake-ingest'),
+        rounds,
+        things: lakeThings,
+        recordsPerThing: lakeRecordsPerThing,
+      },
+      log,
+    );
+    printTable(
+      'Lake ingest (records/s, median of rounds; baseline = the same records gzip NDJSON to files directly)',
+      ['measure', 'value'],
+      [
+        ['records per round (500 B each)', li.records],
+        ['MQTT publish -> rule -> Firehose -> S3 objects, rec/s', li.pipelineRecordsPerSec.toFixed(0)],
+        ['baseline: gzip NDJSON straight to files, rec/s', li.baselineRecordsPerSec.toFixed(0)],
+        ['ratio pipeline / baseline', pct(li.ratio)],
+        ['objects written per round (Firehose)', li.objectsPerRound],
+        ['peak RSS MB (bench process: local cloud + load worker)', li.peakRssMB.toFixed(0)],
+      ],
+    );
+    results.lakeIngest = li;
+    log(`lake query benchmark: ${rounds} rounds over ${lakeQueryRecords} records`);
+    const lq = await benchLake(
+      { dataDir: join(dataDir, 'lake-query'), records: lakeQueryRecords, rounds },
+      log,
+    );
+    printLakeTable(lq);
+    results.lakeQuery = lq;
   }
   mkdirSync(join(process.cwd(), 'bench', 'results'), { recursive: true });
   const file = join(process.cwd(), 'bench', 'results', 'bench.json');
