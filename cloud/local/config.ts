@@ -24,13 +24,15 @@ export const LocalCloudOptionsSchema = z.object({
     .array(z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name'))
     .default([LOCAL_DATA_BUCKET]),
   /**
-   * Buffering hints of the telemetry delivery stream, if not the deployed ones (64 MiB / 60 s): a
-   * demo or a test that wants its objects sooner sets a short interval.
+   * Buffering hints of the telemetry delivery stream, if not the deployed ones (64 MiB / 60 s), applied
+   * when the stream is created in a new data dir: a demo or a test that wants its objects sooner sets
+   * a short interval. The stream partitions dynamically, so Firehose's limits for that apply: no zero
+   * buffering, at least 64 MiB.
    */
   telemetryBuffering: z
     .object({
-      intervalInSeconds: z.number().int().min(0).max(900).optional(),
-      sizeInMBs: z.number().int().min(1).max(128).optional(),
+      intervalInSeconds: z.number().int().min(1).max(900).optional(),
+      sizeInMBs: z.number().int().min(64).max(128).optional(),
     })
     .strict()
     .optional(),

@@ -123,6 +123,10 @@ export interface ErrorActionMessage {
   failures: ActionFailure[];
 }
 
+/** Messages processed at once; further ones wait in arrival order (see RulesEngine.pump). */
+const MAX_RUNNING_MESSAGES = 64;
+const NOOP_TASK = async (): Promise<void> => {};
+
 export class RulesEngineError extends LocalCloudError {}
 
 /** An action did not complete; `resource` is what the error action message names as failedResource. */
@@ -210,6 +214,14 @@ export class RulesEngine {
   private readonly rules: CompiledRule[] = [];
   private readonly unsubscribes: (() => void)[] = [];
   private readonly inflight = new Set<Promise<unknown>>();
+  /**
+   * Messages received and not started yet (from `waitingHead` on). At most MAX_RUNNING_MESSAGES are
+   * processed at once: under a burst the rest wait here as their topic and payload, not as requests
+   * queued inside the SDK clients.
+   */
+  private waiting: (() => Promise<void>)[] = [];
+  private waitingHead = 0;
+  private running = 0;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly uuid: () => string;
@@ -304,11 +316,33 @@ export class RulesEngine {
         traceId: this.uuid(),
       };
       rule.stats.messages += 1;
-      this.track(
-        new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.process(rule, message)),
-      );
+      this.waiting.push(() => this.process(rule, message));
+      this.pump();
     } catch (err) {
       this.log.error({ err, rule: rule.def.name, topic }, 'rule dispatch failed');
+    }
+  }
+
+  /** Starts waiting messages while fewer than MAX_RUNNING_MESSAGES are processed, oldest first. */
+  private pump(): void {
+    while (this.running < MAX_RUNNING_MESSAGES && this.waitingHead < this.waiting.length) {
+      const task = this.waiting[this.waitingHead]!;
+      this.waiting[this.waitingHead++] = NOOP_TASK;
+      if (this.waitingHead === this.waiting.length) {
+        this.waiting = [];
+        this.waitingHead = 0;
+      } else if (this.waitingHead >= 4096) {
+        this.waiting = this.waiting.slice(this.waitingHead);
+        this.waitingHead = 0;
+      }
+      this.running += 1;
+      // Deferred: nothing runs on the broker's publish path.
+      this.track(
+        new Promise<void>((resolve) => setImmediate(resolve)).then(task).finally(() => {
+          this.running -= 1;
+          this.pump();
+        }),
+      );
     }
   }
 
