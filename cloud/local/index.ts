@@ -8,7 +8,11 @@ import { S3Client } from '@aws-sdk/client-s3';
 import pino, { type Logger } from 'pino';
 import { FUNCTIONS, type HandlerRegistry } from '../functions/index.js';
 import { RULES } from '../rules/definitions.js';
-import { FIREHOSE_DELIVERY_ROLE_NAME, firehoseDeliveryRolePolicy, TELEMETRY_DELIVERY } from '../rules/lake.js';
+import {
+  FIREHOSE_DELIVERY_ROLE_NAME,
+  firehoseDeliveryRolePolicy,
+  TELEMETRY_DELIVERY,
+} from '../rules/lake.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
 import {
   ALERTS_TOPIC_NAME,
@@ -209,7 +213,10 @@ function telemetryDeliveryStream(iam: Iam, opts: LocalCloudOptions) {
           {
             Type: 'MetadataExtraction' as const,
             Parameters: [
-              { ParameterName: 'MetadataExtractionQuery' as const, ParameterValue: d.metadataExtractionQuery },
+              {
+                ParameterName: 'MetadataExtractionQuery' as const,
+                ParameterValue: d.metadataExtractionQuery,
+              },
               { ParameterName: 'JsonParsingEngine' as const, ParameterValue: d.metadataExtractionJqEngine },
             ],
           },
