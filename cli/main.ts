@@ -4,6 +4,7 @@ import pino from 'pino';
 import { z } from 'zod';
 import { LocalCloud } from '../cloud/local/index.js';
 import { provisionThing } from '../cloud/local/provision.js';
+import { registerCertsCommands } from './certs.js';
 import { runDemo } from './demo.js';
 import { CliError } from './errors.js';
 import { registerFacesCommands } from './faces.js';
@@ -42,7 +43,7 @@ async function localUp(raw: unknown): Promise<void> {
       'edgefleet local cloud is up',
       `  data dir     ${cloud.options.dataDir}`,
       `  MQTT (mTLS)  ${e.mqttUrl}   root CA: ${cloud.options.dataDir}/ca/root-ca.crt`,
-      `  HTTP (AWS)   ${e.httpUrl}   services: iot, iotdata, sts, s3, rekognition, sns (path-style)`,
+      `  HTTP (AWS)   ${e.httpUrl}   services: iot, iotdata, sts, s3, rekognition, sns, firehose (path-style)`,
       `  region       ${c.region}`,
       '  credentials for AWS SDK clients:',
       `    export AWS_ACCESS_KEY_ID=${c.credentials.accessKeyId}`,
@@ -141,6 +142,7 @@ export function buildProgram(): Command {
     });
   registerGatewayCommands(program);
   registerFacesCommands(program);
+  registerCertsCommands(program);
   registerLakeCommands(program);
   return program;
 }
