@@ -4,8 +4,7 @@
  * @smithy/signature-v4, the same signer the SDK clients use. Query-string authentication (presigned
  * URLs) and unbuffered bodies (S3) use the explicit canonical request below, the same algorithm.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { Sha256 } from '@aws-crypto/sha256-js';
+import { createHash, createHmac, type Hash, type Hmac, timingSafeEqual } from 'node:crypto';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 
@@ -82,6 +81,39 @@ export interface IncomingForSigning {
 }
 
 /**
+ * SHA-256 (or, with a secret, HMAC-SHA256) on node:crypto, in the shape the signer takes (the SDK's
+ * `Checksum`): the signer hashes every request's body and canonical request with it.
+ */
+class NodeSha256 {
+  private readonly hash: Hash | Hmac;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.hash =
+      secret === undefined
+        ? createHash('sha256')
+        : createHmac(
+            'sha256',
+            typeof secret === 'string'
+              ? secret
+              : ArrayBuffer.isView(secret)
+                ? new Uint8Array(secret.buffer, secret.byteOffset, secret.byteLength)
+                : new Uint8Array(secret),
+          );
+  }
+  update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.hash.update(
+      typeof data === 'string'
+        ? data
+        : ArrayBuffer.isView(data)
+          ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+          : new Uint8Array(data),
+    );
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+}
+
+/**
  * Computes the signature the caller should have produced. `uriEscapePath` is false for S3 only.
  */
 export async function expectedSignature(
@@ -116,7 +148,7 @@ export async function expectedSignature(
     },
     region: auth.region,
     service: auth.service,
-    sha256: Sha256,
+    sha256: NodeSha256,
     uriEscapePath,
     applyChecksum: false,
   });
