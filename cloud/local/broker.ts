@@ -2,14 +2,16 @@
  * The local IoT Core message broker: aedes behind node:tls with mutual authentication, and IoT Core's
  * hooks: certificate status, IoT policies at CONNECT / PUBLISH / SUBSCRIBE / delivery, the documented
  * differences from plain MQTT (no QoS 2, 128 KB payloads, topic limits, reserved `$aws/` topics, a
- * second connection with the same client id closes the first), and lifecycle events.
+ * second connection with the same client id closes the first), lifecycle events, and just-in-time
+ * registration of device certificates signed by a registered CA.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomUUID, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { Logger } from 'pino';
 import { parseShadowTopic, presenceTopic, RESERVED_PREFIX } from '../../protocol/topics.js';
+import { JitrEventSchema, jitrEventTopic } from '../rules/jitr.js';
 import { LocalCloudError } from './errors.js';
 import {
   checkIotTopicLimits,
@@ -22,7 +24,7 @@ import {
   topicFilterArn,
   topicMatchesFilter,
 } from './policy.js';
-import type { Registry } from './registry.js';
+import type { CaCertificateRecord, CertificateRecord, Registry } from './registry.js';
 
 /** AWS IoT Core's message size limit for MQTT publishes (128 KB). */
 export const MAX_PAYLOAD_BYTES = 128 * 1024;
@@ -100,6 +102,8 @@ export class IotBroker {
   private policyGeneration = 0;
   private readonly log: Logger;
   private readonly internal: { filter: string; handler: InternalHandler }[] = [];
+  /** Parsed registered CA certificates by id (a CA id always names the same certificate). */
+  private readonly caCertificates = new Map<string, X509Certificate>();
 
   private constructor(
     private readonly opts: IotBrokerOptions,
@@ -143,13 +147,26 @@ export class IotBroker {
   }
 
   private tlsOptions() {
+    const ca: string[] = [];
+    for (const pem of this.opts.tls.caPems()) {
+      try {
+        ca.push(trustAnchorPem(pem));
+      } catch (err) {
+        this.log.warn(
+          { err },
+          'a registered CA certificate cannot be read; it is left out of the trust store',
+        );
+      }
+    }
     return {
       cert: this.opts.tls.certPem,
       key: this.opts.tls.keyPem,
-      ca: this.opts.tls.caPems(),
+      ca,
       minVersion: 'TLSv1.2' as const,
       requestCert: true,
-      rejectUnauthorized: true,
+      // An untrusted client certificate is refused in the connection handler, as node:tls itself would
+      // (the socket is destroyed right after the handshake), but with its reason in the log.
+      rejectUnauthorized: false,
     };
   }
 
@@ -172,6 +189,17 @@ export class IotBroker {
   /** Listens for MQTT over TLS; resolves with the bound port. */
   async listen(port: number, host: string): Promise<number> {
     const server = createServer(this.tlsOptions(), (socket) => {
+      if (!socket.authorized) {
+        this.log.info(
+          { why: untrustedWhy(socket), remote: socket.remoteAddress },
+          'TLS handshake refused: client certificate not trusted',
+        );
+        socket.destroy();
+        return;
+      }
+      // The client certificate chains to an ACTIVE registered CA and is valid now; one that is not
+      // registered yet may be registered just in time, which closes the connection.
+      if (this.registerJustInTime(socket)) return;
       // Small MQTT packets (acks, shadow responses) must not wait for Nagle's algorithm.
       socket.setNoDelay(true);
       this.grantAtMostQos1(this.aedes.handle(socket));
@@ -284,7 +312,7 @@ export class IotBroker {
     if (!peer?.raw) return { why: 'no client certificate', returnCode: 5 };
     const certificateId = createHash('sha256').update(peer.raw).digest('hex');
     const record = this.opts.registry.findCertificate(certificateId);
-    if (!record) return { why: `certificate ${certificateId} is not registered`, returnCode: 5 };
+    if (!record) return { why: this.unregisteredWhy(certificateId, socket), returnCode: 5 };
     if (record.status !== 'ACTIVE')
       return { why: `certificate ${certificateId} is ${record.status}`, returnCode: 5 };
     const clientId = client.id;
@@ -318,6 +346,123 @@ export class IotBroker {
       decisions: new Map(),
       generation: this.policyGeneration,
     };
+  }
+
+  // ---- just-in-time registration ----
+
+  /**
+   * Just-in-time registration, on the TLS connection before any MQTT packet: a client certificate that
+   * is not registered and was signed by a registered CA that is ACTIVE with auto-registration ENABLE
+   * is registered as PENDING_ACTIVATION with that CA's id, the registration event is published on
+   * `$aws/events/certificates/registered/{caCertificateId}`, and the connection is closed (the client
+   * gets no CONNACK). Each later attempt while the certificate is still PENDING_ACTIVATION publishes
+   * the event again and is closed the same way. Returns whether it closed the connection; otherwise
+   * the connection goes on to MQTT, where CONNECT refuses what is not registered and ACTIVE.
+   */
+  private registerJustInTime(socket: TLSSocket): boolean {
+    const leaf = socket.getPeerX509Certificate();
+    if (!leaf) return false;
+    const registry = this.opts.registry;
+    const certificateId = createHash('sha256').update(leaf.raw).digest('hex');
+    const existing = registry.findCertificate(certificateId);
+    if (existing && existing.status !== 'PENDING_ACTIVATION') return false;
+    const ca = existing
+      ? existing.caCertificateId === undefined
+        ? undefined
+        : registry.findCaCertificate(existing.caCertificateId)
+      : this.issuingCa(leaf);
+    if (ca?.status !== 'ACTIVE' || ca.autoRegistrationStatus !== 'ENABLE') return false;
+    const remote = socket.remoteAddress;
+    socket.on('error', (err) => this.log.debug({ err: err.message, remote }, 'connection error'));
+    let record = existing;
+    if (!record) {
+      try {
+        record = registry.registerCertificate(leaf.toString(), 'PENDING_ACTIVATION', ca.certificateId);
+      } catch (err) {
+        this.log.error({ err, certificateId, remote }, 'just-in-time registration failed; connection closed');
+        socket.destroy();
+        return true;
+      }
+    }
+    this.publishRegistrationEvent(record, ca.certificateId);
+    this.log.info(
+      { certificateId, caCertificateId: ca.certificateId, remote },
+      existing
+        ? 'certificate still PENDING_ACTIVATION: registration event published again, connection closed'
+        : 'certificate registered just in time as PENDING_ACTIVATION: registration event published, connection closed',
+    );
+    // A clean TLS close (close_notify, then FIN); the socket is released once that is written.
+    socket.end(() => socket.destroy());
+    return true;
+  }
+
+  /** The registration event of "Just-in-time registration" (cloud/rules/jitr.ts), as the service. */
+  private publishRegistrationEvent(record: CertificateRecord, caCertificateId: string): void {
+    const event = JitrEventSchema.safeParse({
+      certificateId: record.certificateId,
+      caCertificateId,
+      timestamp: Date.now(),
+      certificateStatus: 'PENDING_ACTIVATION',
+      awsAccountId: this.opts.accountId,
+      // AWS IoT sends the registration time as a string of epoch milliseconds.
+      certificateRegistrationTimestamp: String(Date.parse(record.creationDate)),
+    });
+    if (!event.success) {
+      this.log.error(
+        { certificateId: record.certificateId, issues: event.error.issues },
+        'registration event not published: invalid',
+      );
+      return;
+    }
+    this.publish(jitrEventTopic(caCertificateId), JSON.stringify(event.data), 1).catch((err) =>
+      this.log.warn({ err, certificateId: record.certificateId }, 'registration event not published'),
+    );
+  }
+
+  private caCertificate(record: CaCertificateRecord): X509Certificate | undefined {
+    let cert = this.caCertificates.get(record.certificateId);
+    if (!cert) {
+      try {
+        cert = new X509Certificate(record.certificatePem);
+      } catch {
+        return undefined;
+      }
+      this.caCertificates.set(record.certificateId, cert);
+    }
+    return cert;
+  }
+
+  /**
+   * The registered CA certificate that signed `leaf`: its subject is the leaf's issuer and its public
+   * key verifies the leaf's signature. Several registered CAs may share a subject (and even a key);
+   * an ACTIVE one with auto-registration ENABLE is preferred, then an ACTIVE one.
+   */
+  private issuingCa(leaf: X509Certificate): CaCertificateRecord | undefined {
+    const rank = (c: CaCertificateRecord) =>
+      (c.status === 'ACTIVE' ? 2 : 0) + (c.autoRegistrationStatus === 'ENABLE' ? 1 : 0);
+    let best: CaCertificateRecord | undefined;
+    for (const record of this.opts.registry.listCaCertificates()) {
+      const ca = this.caCertificate(record);
+      if (!ca || !leaf.checkIssued(ca) || !leaf.verify(ca.publicKey)) continue;
+      if (!best || rank(record) > rank(best)) best = record;
+    }
+    return best;
+  }
+
+  /** Why CONNECT refuses a certificate that is not registered (and was not registered just in time). */
+  private unregisteredWhy(certificateId: string, socket: TLSSocket): string {
+    const leaf = socket.getPeerX509Certificate();
+    const ca = leaf ? this.issuingCa(leaf) : undefined;
+    const base = `certificate ${certificateId} is not registered`;
+    if (!ca) {
+      const issuer = leaf?.issuer.replace(/\n/g, ', ') ?? 'unknown';
+      return `${base}, and its issuer (${issuer}) is not a registered CA certificate`;
+    }
+    if (ca.status !== 'ACTIVE') return `${base}, and its CA certificate ${ca.certificateId} is ${ca.status}`;
+    if (ca.autoRegistrationStatus !== 'ENABLE') {
+      return `${base}, and its CA certificate ${ca.certificateId} has auto-registration ${ca.autoRegistrationStatus}`;
+    }
+    return base;
   }
 
   /**
@@ -446,6 +591,47 @@ export class IotBroker {
       this.log.warn({ err }, 'lifecycle event not published'),
     );
   }
+}
+
+/** Why the TLS handshake did not authenticate the client certificate (OpenSSL's verify error). */
+function untrustedWhy(socket: TLSSocket): string {
+  const leaf = socket.getPeerX509Certificate();
+  if (!leaf) return 'no client certificate';
+  // node:tls sets the verify error's code (typed as an Error).
+  const code = String(socket.authorizationError ?? 'unknown');
+  const subject = leaf.subject.replace(/\n/g, ', ');
+  const issuer = leaf.issuer.replace(/\n/g, ', ');
+  switch (code) {
+    case 'CERT_HAS_EXPIRED':
+      return `${code}: the certificate of ${subject} (or a CA certificate in its chain) has expired`;
+    case 'CERT_NOT_YET_VALID':
+      return `${code}: the certificate of ${subject} (or a CA certificate in its chain) is not valid yet`;
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+      return `${code}: the certificate of ${subject} does not chain to an ACTIVE registered CA certificate (issuer ${issuer})`;
+    default:
+      return `${code}: the certificate of ${subject} (issuer ${issuer}) does not verify`;
+  }
+}
+
+/** DER of an OpenSSL X509_CERT_AUX: SEQUENCE { trust SEQUENCE { id-kp-clientAuth (1.3.6.1.5.5.7.3.2) } }. */
+const CLIENT_AUTH_TRUST = Buffer.from('300c300a06082b06010505070302', 'hex');
+
+/**
+ * A registered CA certificate as a trust anchor of the TLS server. AWS IoT authenticates a client
+ * certificate against the registered CA that signed it, a root or an intermediate whose root is not
+ * registered. OpenSSL ends a chain only at a self-signed certificate, unless the store's certificate
+ * carries an explicit trust setting: so each registered CA goes into the store as a
+ * `TRUSTED CERTIFICATE`, its DER followed by the trust setting "client authentication".
+ */
+export function trustAnchorPem(pem: string): string {
+  const der = new X509Certificate(pem).raw;
+  const body = Buffer.concat([der, CLIENT_AUTH_TRUST])
+    .toString('base64')
+    .replace(/.{1,64}/g, '$&\n');
+  return `-----BEGIN TRUSTED CERTIFICATE-----\n${body}-----END TRUSTED CERTIFICATE-----\n`;
 }
 
 /**
