@@ -8,6 +8,7 @@
 import { credentialVending } from './credential-vending/handler.js';
 import { eventAck } from './event-ack/handler.js';
 import { frameAnalysis } from './frame-analysis/handler.js';
+import { jitrActivation } from './jitr-activation/handler.js';
 import type { FunctionDefinition } from './runtime.js';
 
 /** The subset of the Node.js Lambda runtime's context object that handlers may rely on. */
@@ -33,6 +34,7 @@ export const FUNCTIONS: readonly FunctionDefinition[] = Object.freeze([
   credentialVending,
   eventAck,
   frameAnalysis,
+  jitrActivation,
 ]);
 
 /** Names of the project's functions (what lambda rule actions may name). */

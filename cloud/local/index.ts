@@ -8,6 +8,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import pino, { type Logger } from 'pino';
 import { FUNCTIONS, type HandlerRegistry } from '../functions/index.js';
 import { RULES } from '../rules/definitions.js';
+import { JITR_ACTIVATION_ROLE_NAME, jitrActivationRolePolicy } from '../rules/jitr.js';
 import {
   FIREHOSE_DELIVERY_ROLE_NAME,
   firehoseDeliveryRolePolicy,
@@ -166,6 +167,22 @@ export function seedIam(iam: Iam, opts: LocalCloudOptions): void {
         region: opts.region,
         account: opts.accountId,
         partition: s3Partition,
+      }),
+    },
+  });
+  // The JITR activation function: certificates, things and the device policy; the installers'
+  // allow-list and CRLs in the results bucket.
+  iam.putRole({
+    roleName: JITR_ACTIVATION_ROLE_NAME,
+    description: 'Execution role of the JITR activation function',
+    trustPolicy: lambdaTrust,
+    policies: {
+      activation: jitrActivationRolePolicy({
+        resultsBucket: LOCAL_RESULTS_BUCKET,
+        region: opts.region,
+        account: opts.accountId,
+        partition: s3Partition,
+        devicePolicyName: DEVICE_POLICY_NAME,
       }),
     },
   });
@@ -352,6 +369,7 @@ export class LocalCloud {
         region: opts.region,
         accountId: opts.accountId,
         endpointHost: opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host,
+        authorizer: iam,
       }),
     );
     http.register(

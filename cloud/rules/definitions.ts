@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { CREDENTIALS_REQUEST_FILTER } from '../../protocol/credentials.js';
 import { EVENTS_FILTER } from '../../protocol/events.js';
 import { ActionSchema } from './actions.js';
+import { JITR_ACTIVATION_FUNCTION_NAME, JITR_EVENTS_FILTER } from './jitr.js';
 import { TELEMETRY_DELIVERY_STREAM, TELEMETRY_FILTER } from './lake.js';
 import { EVENT_ACK_FUNCTION_NAME, VENDING_FUNCTION_NAME } from './resources.js';
 
@@ -169,6 +170,15 @@ export const RULES: readonly RuleDefinition[] = Object.freeze(
       actions: [
         { type: 'firehose', deliveryStreamName: TELEMETRY_DELIVERY_STREAM, separator: '\n', batchMode: true },
       ],
+      errorAction: { type: 'republish', topic: FLEET_ERRORS_TOPIC, qos: 0 },
+    },
+    {
+      name: 'edgefleet_jitr',
+      description:
+        'Just-in-time registration: the activation function checks each newly registered device certificate against the allow-list and the CA CRL, then provisions and activates it or revokes it',
+      sql: `SELECT * FROM '${JITR_EVENTS_FILTER}'`,
+      sqlVersion: '2016-03-23',
+      actions: [{ type: 'lambda', functionName: JITR_ACTIVATION_FUNCTION_NAME }],
       errorAction: { type: 'republish', topic: FLEET_ERRORS_TOPIC, qos: 0 },
     },
   ] satisfies RuleDefinitionInput[]),

@@ -73,13 +73,22 @@ export const jitrCrlKey = (caCertificateId: string): string => `${JITR_CRL_PREFI
 /**
  * The activation function's permissions: read the certificate and its CA, create the thing and the
  * device policy, attach them, set the certificate's status; read the allow-list and the CRLs. (Its
- * logs are granted by the CDK app.)
+ * logs, and KMS for the results bucket, are granted by the CDK app.)
+ *
+ * Resources as the Service Authorization Reference ("Actions, resources, and condition keys for AWS
+ * IoT") lists them: DescribeCertificate and UpdateCertificate take the certificate (`cert`),
+ * DescribeCACertificate the CA certificate (`cacert`), CreateThing the thing; AttachPolicy takes its
+ * target (`cert` or `thinggroup`), not the policy, and AttachThingPrincipal the principal (`cert`, with
+ * the `iot:thingArn` condition key), not the thing; CreatePolicy and GetPolicy take the policy, which is
+ * the device policy only. Certificate, CA and thing ids are known only per event, hence the wildcards.
  */
 export function jitrActivationRolePolicy(opts: {
   resultsBucket: string;
   region: string;
   account: string;
   partition?: string;
+  /** The IoT policy attached to activated certificates (DEVICE_POLICY_NAME unless renamed). */
+  devicePolicyName: string;
 }) {
   const p = opts.partition ?? 'aws';
   const iot = `arn:${p}:iot:${opts.region}:${opts.account}`;
@@ -89,18 +98,20 @@ export function jitrActivationRolePolicy(opts: {
     Statement: [
       {
         Effect: 'Allow' as const,
-        Action: ['iot:DescribeCertificate', 'iot:UpdateCertificate', 'iot:DescribeCACertificate'],
-        Resource: [`${iot}:cert/*`, `${iot}:cacert/*`],
+        Action: [
+          'iot:DescribeCertificate',
+          'iot:UpdateCertificate',
+          'iot:AttachPolicy',
+          'iot:AttachThingPrincipal',
+        ],
+        Resource: `${iot}:cert/*`,
       },
+      { Effect: 'Allow' as const, Action: 'iot:DescribeCACertificate', Resource: `${iot}:cacert/*` },
+      { Effect: 'Allow' as const, Action: 'iot:CreateThing', Resource: `${iot}:thing/*` },
       {
         Effect: 'Allow' as const,
-        Action: ['iot:CreateThing', 'iot:DescribeThing', 'iot:AttachThingPrincipal'],
-        Resource: `${iot}:thing/*`,
-      },
-      {
-        Effect: 'Allow' as const,
-        Action: ['iot:CreatePolicy', 'iot:GetPolicy', 'iot:AttachPolicy'],
-        Resource: `${iot}:policy/*`,
+        Action: ['iot:GetPolicy', 'iot:CreatePolicy'],
+        Resource: `${iot}:policy/${opts.devicePolicyName}`,
       },
       {
         Effect: 'Allow' as const,

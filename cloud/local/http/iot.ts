@@ -13,7 +13,13 @@
  *   the SNI_ONLY CA mode are refused with InvalidRequestException.
  * - AttachThingPrincipal checks EXCLUSIVE_THING against the principal's current things, but the
  *   attachment type is not recorded.
- * - Every caller whose signature verifies is allowed (no IAM policy evaluation).
+ *
+ * Every request is authorized as IAM authorizes the control plane ("Actions, resources, and condition
+ * keys for AWS IoT"): the action is `iot:{Operation}`; the resource is the thing, certificate (`cert`),
+ * CA certificate (`cacert`) or policy ARN the operation names (AttachPolicy and DetachPolicy: the target;
+ * AttachThingPrincipal, DetachThingPrincipal and ListPrincipalThings: the principal, with the
+ * `iot:thingArn` condition key where AWS sets it), or `*` for operations without a resource type. The
+ * account's root is always allowed; a denied request is answered 403 AccessDeniedException.
  */
 import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
@@ -23,6 +29,7 @@ import {
   createDeviceIdentity,
   issueFromCsr,
 } from '../../../certs-tooling/x509.js';
+import type { AccessRequest, Authorizer } from '../authz.js';
 import { InvalidRequestError, ResourceConflictError, ResourceNotFoundError } from '../errors.js';
 import type { LocalPki } from '../pki.js';
 import { PolicyDocumentError } from '../policy.js';
@@ -43,6 +50,8 @@ export interface IotControlDeps {
   accountId: string;
   /** The host name answered by DescribeEndpoint. */
   endpointHost: string;
+  /** Decides each request for its caller; the account's root is always allowed. */
+  authorizer: Authorizer;
 }
 
 // ---- errors ----
@@ -249,10 +258,28 @@ interface Operation {
   method: string;
   path: RegExp;
   handler: Handler;
+  /** The resource (and condition keys) IAM authorizes `iot:{name}` on; `*` when absent. */
+  resource?: (req: ServiceRequest, labels: string[]) => Omit<AccessRequest, 'action'>;
 }
 
 function label(raw: string): string {
   return decodeURIComponent(raw);
+}
+
+function authorize(
+  deps: IotControlDeps,
+  req: ServiceRequest,
+  action: string,
+  request: Omit<AccessRequest, 'action'>,
+): void {
+  const decision = deps.authorizer.authorize(req.caller, { action, ...request });
+  if (!decision.allowed) {
+    throw new ServiceError(
+      403,
+      'AccessDeniedException',
+      `User: ${req.caller.principalArn} is not authorized to perform: ${action} on resource: ${request.resource} (${decision.reason})`,
+    );
+  }
 }
 
 export function iotControlRoute(deps: IotControlDeps): ServiceRoute {
@@ -267,10 +294,9 @@ export function iotControlRoute(deps: IotControlDeps): ServiceRoute {
         const m = op.path.exec(req.rawPath);
         if (!m) continue;
         try {
-          return await op.handler(
-            req,
-            m.slice(1).map((s) => label(s ?? '')),
-          );
+          const labels = m.slice(1).map((s) => label(s ?? ''));
+          authorize(deps, req, `iot:${op.name}`, op.resource?.(req, labels) ?? { resource: '*' });
+          return await op.handler(req, labels);
         } catch (err) {
           throw toServiceError(err);
         }
@@ -395,12 +421,43 @@ function operations(deps: IotControlDeps): Operation[] {
 
   const pageSize = qInt(1, 250).optional();
 
+  // ---- the resources IAM authorizes each operation on ----
+
+  const arnOf = (kind: string, id: string) => `arn:aws:iot:${deps.region}:${deps.accountId}:${kind}/${id}`;
+  const normalizedId = (id: string | undefined) => (id ?? '').replace(/^0x/, '').toLowerCase();
+  const onThing = (_req: ServiceRequest, [thingName]: string[]) => ({
+    resource: arnOf('thing', thingName ?? ''),
+  });
+  const onCert = (_req: ServiceRequest, [id]: string[]) => ({ resource: arnOf('cert', normalizedId(id)) });
+  const onCaCert = (_req: ServiceRequest, [id]: string[]) => ({
+    resource: arnOf('cacert', normalizedId(id)),
+  });
+  const onPolicy = (_req: ServiceRequest, [policyName]: string[]) => ({
+    resource: arnOf('policy', policyName ?? ''),
+  });
+  /** AttachPolicy / DetachPolicy: the target in the body (validated by the operation). */
+  const onTarget = (req: ServiceRequest) => {
+    let target: unknown;
+    try {
+      target = (JSON.parse(req.body.toString('utf8')) as { target?: unknown }).target;
+    } catch {
+      target = undefined;
+    }
+    return { resource: typeof target === 'string' && target !== '' ? target : '*' };
+  };
+  /** The principal header, and for operations on a thing the `iot:thingArn` condition key. */
+  const onPrincipal = (req: ServiceRequest, [thingName]: string[]) => ({
+    resource: header(req, 'x-amzn-principal') || '*',
+    ...(thingName !== undefined ? { context: { 'iot:thingArn': arnOf('thing', thingName) } } : {}),
+  });
+
   return [
     // ---- things ----
     {
       name: 'CreateThing',
       method: 'POST',
       path: /^\/things\/([^/]+)$/,
+      resource: onThing,
       handler(req, [thingName]) {
         const input = parseInput(
           z.object({
@@ -438,6 +495,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'DescribeThing',
       method: 'GET',
       path: /^\/things\/([^/]+)$/,
+      resource: onThing,
       handler(_req, [thingName]) {
         const input = parseInput(z.object({ thingName: THING_NAME }), { thingName });
         const t = registry.findThing(input.thingName);
@@ -449,6 +507,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'UpdateThing',
       method: 'PATCH',
       path: /^\/things\/([^/]+)$/,
+      resource: onThing,
       handler(req, [thingName]) {
         const input = parseInput(
           z.object({
@@ -491,6 +550,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'DeleteThing',
       method: 'DELETE',
       path: /^\/things\/([^/]+)$/,
+      resource: onThing,
       handler(req, [thingName]) {
         const input = parseInput(z.object({ thingName: THING_NAME, expectedVersion: qVersion.optional() }), {
           thingName,
@@ -678,6 +738,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'DescribeCertificate',
       method: 'GET',
       path: /^\/certificates\/([^/]+)$/,
+      resource: onCert,
       async handler(_req, [certificateId]) {
         const input = parseInput(z.object({ certificateId: CERTIFICATE_ID }), { certificateId });
         const c = certById(input.certificateId);
@@ -704,6 +765,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'UpdateCertificate',
       method: 'PUT',
       path: /^\/certificates\/([^/]+)$/,
+      resource: onCert,
       handler(req, [certificateId]) {
         const input = parseInput(z.object({ certificateId: CERTIFICATE_ID, newStatus: CERT_STATUS }), {
           certificateId,
@@ -731,6 +793,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'DeleteCertificate',
       method: 'DELETE',
       path: /^\/certificates\/([^/]+)$/,
+      resource: onCert,
       handler(req, [certificateId]) {
         const input = parseInput(z.object({ certificateId: CERTIFICATE_ID, forceDelete: qBool.optional() }), {
           certificateId,
@@ -868,6 +931,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'DescribeCACertificate',
       method: 'GET',
       path: /^\/cacertificate\/([^/]+)$/,
+      resource: onCaCert,
       handler(_req, [certificateId]) {
         const input = parseInput(z.object({ certificateId: CERTIFICATE_ID }), { certificateId });
         const c = registry.describeCaCertificate(input.certificateId);
@@ -893,6 +957,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'UpdateCACertificate',
       method: 'PUT',
       path: /^\/cacertificate\/([^/]+)$/,
+      resource: onCaCert,
       handler(req, [certificateId]) {
         const input = parseInput(
           z.object({
@@ -925,6 +990,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'DeleteCACertificate',
       method: 'DELETE',
       path: /^\/cacertificate\/([^/]+)$/,
+      resource: onCaCert,
       handler(_req, [certificateId]) {
         const input = parseInput(z.object({ certificateId: CERTIFICATE_ID }), { certificateId });
         const c = registry.describeCaCertificate(input.certificateId);
@@ -975,6 +1041,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'CreatePolicy',
       method: 'POST',
       path: /^\/policies\/([^/]+)$/,
+      resource: onPolicy,
       handler(req, [policyName]) {
         const input = parseInput(
           z.object({
@@ -1008,6 +1075,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'GetPolicy',
       method: 'GET',
       path: /^\/policies\/([^/]+)$/,
+      resource: onPolicy,
       handler(_req, [policyName]) {
         const input = parseInput(z.object({ policyName: POLICY_NAME }), { policyName });
         const p = registry.getPolicy(input.policyName);
@@ -1026,6 +1094,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'DeletePolicy',
       method: 'DELETE',
       path: /^\/policies\/([^/]+)$/,
+      resource: onPolicy,
       handler(_req, [policyName]) {
         const input = parseInput(z.object({ policyName: POLICY_NAME }), { policyName });
         const p = registry.getPolicy(input.policyName);
@@ -1054,6 +1123,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'AttachPolicy',
       method: 'PUT',
       path: /^\/target-policies\/([^/]+)$/,
+      resource: onTarget,
       handler(req, [policyName]) {
         const { input, p, c } = policyTarget(req, policyName);
         const attached = registry.listAttachedPolicies(c.certificateArn);
@@ -1072,6 +1142,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'DetachPolicy',
       method: 'POST',
       path: /^\/target-policies\/([^/]+)$/,
+      resource: onTarget,
       handler(req, [policyName]) {
         const { p, c } = policyTarget(req, policyName);
         registry.detachPolicy(p.policyName, c.certificateArn);
@@ -1104,6 +1175,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'ListTargetsForPolicy',
       method: 'POST',
       path: /^\/policy-targets\/([^/]+)$/,
+      resource: onPolicy,
       handler(req, [policyName]) {
         const q = parseInput(z.object({ policyName: POLICY_NAME, marker: z.string().optional(), pageSize }), {
           ...req.query,
@@ -1121,6 +1193,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'AttachThingPrincipal',
       method: 'PUT',
       path: /^\/things\/([^/]+)\/principals$/,
+      resource: onPrincipal,
       handler(req, [thingName]) {
         const input = parseInput(
           z.object({
@@ -1153,6 +1226,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'DetachThingPrincipal',
       method: 'DELETE',
       path: /^\/things\/([^/]+)\/principals$/,
+      resource: onPrincipal,
       handler(req, [thingName]) {
         const input = parseInput(
           z.object({ thingName: THING_NAME, principal: z.string().min(1, 'must not be empty') }),
@@ -1172,6 +1246,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'ListThingPrincipals',
       method: 'GET',
       path: /^\/things\/([^/]+)\/principals$/,
+      resource: onThing,
       handler(req, [thingName]) {
         const q = parseInput(
           z.object({
@@ -1192,6 +1267,7 @@ function operations(deps: IotControlDeps): Operation[] {
       name: 'ListPrincipalThings',
       method: 'GET',
       path: /^\/principals\/things$/,
+      resource: onPrincipal,
       handler(req) {
         const q = parseInput(
           z.object({
