@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Arn, Aws, Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as iot from 'aws-cdk-lib/aws-iot';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -15,6 +16,7 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { credentialsTopics } from '../../protocol/credentials.js';
+import { JITR_ACTIVATION_FUNCTION_NAME, JITR_CRL_PREFIX, jitrActivationRolePolicy } from '../rules/jitr.js';
 import {
   EVENT_ACK_FUNCTION_NAME,
   eventAckRolePolicy,
@@ -38,6 +40,8 @@ export interface ProjectFunctionsProps {
   readonly resultsBucket: s3.IBucket;
   readonly alertsTopic: sns.ITopic;
   readonly alertsKey: kms.IKey;
+  /** The IoT policy JITR activation attaches to new certificates (it must exist before activations). */
+  readonly devicePolicy: iot.CfnPolicy;
 }
 
 export class ProjectFunctions extends Construct {
@@ -209,10 +213,54 @@ export class ProjectFunctions extends Construct {
       );
     }
 
+    // JITR activation: the rule edgefleet_jitr invokes it for every certificate registered just in time.
+    const devicePolicyName = props.devicePolicy.policyName;
+    if (devicePolicyName === undefined) throw new Error('the device policy must have a name');
+    const jitrLogs = new logs.LogGroup(this, 'JitrActivationLogs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+    });
+    const jitrRole = new iam.Role(this, 'JitrActivationRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'Execution role of the JITR activation function',
+    });
+    const jitrPolicy = new iam.Policy(this, 'JitrActivationPolicy', {
+      document: iam.PolicyDocument.fromJson(
+        jitrActivationRolePolicy({
+          resultsBucket: props.resultsBucket.bucketName,
+          region: Aws.REGION,
+          account: Aws.ACCOUNT_ID,
+          partition: Aws.PARTITION,
+          devicePolicyName,
+        }),
+      ),
+      statements: [
+        // The allow-list and the CRLs are stored under the data key.
+        new iam.PolicyStatement({ actions: ['kms:Decrypt'], resources: [props.dataKey.keyArn] }),
+        new iam.PolicyStatement({
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [`${jitrLogs.logGroupArn}:*`],
+        }),
+      ],
+    });
+    jitrRole.attachInlinePolicy(jitrPolicy);
+    const jitrFn = fn(
+      'JitrActivation',
+      JITR_ACTIVATION_FUNCTION_NAME,
+      'jitr-activation',
+      jitrRole,
+      jitrLogs,
+      { RESULTS_BUCKET: props.resultsBucket.bucketName, DEVICE_POLICY_NAME: devicePolicyName },
+      { timeout: Duration.seconds(30) },
+    );
+    // The policy must exist before IoT can invoke the function with it, and the device policy before the
+    // function would create a policy of the same name itself (which the stack would then fail to create).
+    jitrFn.node.addDependency(jitrPolicy, props.devicePolicy);
+
     this.functions = {
       [VENDING_FUNCTION_NAME]: vending,
       [EVENT_ACK_FUNCTION_NAME]: eventAckFn,
       [FRAME_ANALYSIS_FUNCTION_NAME]: frameAnalysisFn,
+      [JITR_ACTIVATION_FUNCTION_NAME]: jitrFn,
     };
 
     const ack = (scope: Construct, resource: unknown, reason: string) =>
@@ -289,6 +337,33 @@ export class ProjectFunctions extends Construct {
           "CDK's BucketNotificationsHandler is a CDK-owned singleton that only writes its own logs; the managed basic execution policy is how CDK creates it and cannot be replaced from outside",
       });
     }
+    const iotArn = (resource: string) =>
+      `arn:${Aws.PARTITION}:iot:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`;
+    ack(
+      jitrPolicy,
+      iotArn('cert/*'),
+      'Device certificates are registered just in time by AWS IoT; the function acts only on the certificate each event names (describe, attach, set status), whose id is unknown at deploy time',
+    );
+    ack(
+      jitrPolicy,
+      iotArn('cacert/*'),
+      'Installers register their CAs after deployment; the function only describes the CA certificate that issued the certificate of each event, to verify its signature and CRL',
+    );
+    ack(
+      jitrPolicy,
+      iotArn('thing/*'),
+      'Thing names are the common names of device certificates, known only per event; the function may only create things (iot:CreateThing) there',
+    );
+    ack(
+      jitrPolicy,
+      `arn:${Aws.PARTITION}:s3:::${props.resultsBucket.bucketName}/${JITR_CRL_PREFIX}*`,
+      'Each registered CA has its own CRL object under config/jitr/crl/, named by the CA certificate id; the function may only read objects there',
+    );
+    ack(
+      jitrPolicy,
+      `${jitrLogs.logGroupArn}:*`,
+      "Lambda names a log stream per execution environment, always inside this function's own log group",
+    );
     ack(
       vendingPolicy,
       `${vendingLogs.logGroupArn}:*`,

@@ -150,6 +150,7 @@ export class EdgefleetStack extends Stack {
       resultsBucket: this.resultsBucket,
       alertsTopic: this.alertsTopic,
       alertsKey: this.alertsKey,
+      devicePolicy: this.devicePolicy,
     });
 
     this.dataLake = new DataLake(this, 'DataLake', {
@@ -174,7 +175,8 @@ export class EdgefleetStack extends Stack {
       value: this.dataLakeKey.keyArn,
     });
     new CfnOutput(this, 'ResultsBucketName', {
-      description: 'Name of the frame analysis results bucket (alert rules: config/alert-rules.json)',
+      description:
+        'Name of the results bucket: frame analysis results, alert rules (config/alert-rules.json), JITR allow-list and CRLs (config/jitr/)',
       value: this.resultsBucket.bucketName,
     });
     new CfnOutput(this, 'AlertsTopicArn', {
