@@ -78,6 +78,34 @@ export async function createCrl(ca: CaDir, list: RevocationList, days = 30): Pro
   });
 }
 
+export interface CrlFile {
+  path: string;
+  pem: string;
+  /** Entries on the CRL. */
+  revoked: number;
+}
+
+/**
+ * The CA directory's crl.pem, checked to be a CRL signed by the issuing CA (what the JITR activation
+ * function requires); undefined when the directory has none.
+ */
+export async function readCrlFile(ca: CaDir): Promise<CrlFile | undefined> {
+  const path = join(ca.dir, CA_FILES.crl);
+  if (!existsSync(path)) return undefined;
+  const pem = await readFile(path, 'utf8');
+  let crl: x509.X509Crl;
+  try {
+    crl = new x509.X509Crl(pem.trim());
+  } catch (err) {
+    throw new CertToolingError(`${path} is not an X.509 CRL in PEM`, { cause: err });
+  }
+  const signed = crl.issuer === ca.issuing.cert.subject && (await crl.verify({ publicKey: ca.issuing.cert }));
+  if (!signed) {
+    throw new NotIssuedByCaError(`${path} is not signed by the issuing CA ${ca.issuing.cert.subject}`);
+  }
+  return { path, pem, revoked: crl.entries.length };
+}
+
 /**
  * Records `certPem` as revoked by the issuing CA of `ca` (it must have issued it) and rewrites
  * revoked.json and crl.pem.

@@ -1,8 +1,8 @@
 /**
  * `edgefleet certs ...`: the installers' certificate tooling. A CA directory (root CA, optional
  * intermediate), AWS IoT's verification certificate and CA registration (against the running local
- * cloud or, with `--aws`, AWS with the default credential chain), device certificates for JITR, and
- * revocation.
+ * cloud or, with `--aws`, AWS with the default credential chain), device certificates for JITR,
+ * revocation, and the JITR documents (allow-list and CRL) the activation function reads.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
@@ -12,15 +12,23 @@ import {
   IoTServiceException,
   RegisterCACertificateCommand,
 } from '@aws-sdk/client-iot';
+import { PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { createCa, createVerificationCertificate, KEY_TYPES, loadCa } from '../certs-tooling/ca.js';
-import { REVOCATION_REASONS, revokeCertificate } from '../certs-tooling/crl.js';
+import { REVOCATION_REASONS, readCrlFile, revokeCertificate } from '../certs-tooling/crl.js';
 import { issueDevice, THING_NAME } from '../certs-tooling/device.js';
 import { CertToolingError } from '../certs-tooling/errors.js';
 import { certificateId } from '../certs-tooling/x509.js';
 import { readRootCredentials } from '../cloud/local/credentials.js';
 import { runningLocalCloud } from '../cloud/local/index.js';
+import {
+  JITR_ALLOW_LIST_KEY,
+  type JitrAllowList,
+  JitrAllowListSchema,
+  jitrCrlKey,
+} from '../cloud/rules/jitr.js';
+import { LOCAL_RESULTS_BUCKET } from '../cloud/rules/resources.js';
 import { CliError } from './errors.js';
 import { parseFlags } from './options.js';
 
@@ -57,6 +65,15 @@ const RegisterFlags = z.object({
   region: z.string().min(1).optional(),
 });
 
+const JitrPublishFlags = RegisterFlags.omit({ autoRegistration: true }).extend({
+  cnPattern: JitrAllowListSchema.shape.cnPattern,
+  serial: JitrAllowListSchema.shape.serials,
+  resultsBucket: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name')
+    .optional(),
+});
+
 const DeviceIssueFlags = z.object({
   ca: dirFlag,
   out: dirFlag,
@@ -77,6 +94,8 @@ export interface CertsIo {
   out: Writable;
   /** A client to use instead of the one the flags describe (tests). */
   client?: IoTClient;
+  /** An S3 client to use instead of the one the flags describe (tests). */
+  s3?: S3Client;
 }
 
 /** Errors of the certificate tooling become exit 1 with their message. */
@@ -144,9 +163,25 @@ export async function caVerificationCert(
   io.out.write(`wrote verification certificate (CN=${flags.registrationCode}) to ${flags.out}\n`);
 }
 
-/** The IoT client the flags ask for: AWS (default chain) or the running local cloud of the data dir. */
-function clientFor(flags: z.output<typeof RegisterFlags>): IoTClient {
-  if (flags.aws) return new IoTClient(flags.region ? { region: flags.region } : {});
+/** Where a command sends its requests: AWS, or the local cloud running on the data dir. */
+interface TargetFlags {
+  local: boolean;
+  aws: boolean;
+  dataDir: string;
+  region?: string | undefined;
+}
+
+function checkTarget(flags: TargetFlags): void {
+  if (flags.local === flags.aws) {
+    throw new CliError(
+      'invalid --local/--aws: give exactly one of --local (the running local cloud) or --aws',
+    );
+  }
+}
+
+/** SDK client settings for the target: AWS (default chain) or the running local cloud of the data dir. */
+function clientConfigFor(flags: TargetFlags) {
+  if (flags.aws) return flags.region ? { region: flags.region } : {};
   const running = runningLocalCloud(flags.dataDir);
   if (!running) {
     throw new CliError(
@@ -156,12 +191,22 @@ function clientFor(flags: z.output<typeof RegisterFlags>): IoTClient {
   }
   const credentials = readRootCredentials(flags.dataDir);
   if (!credentials) throw new CliError(`${flags.dataDir}/credentials.json is missing`, 1);
-  return new IoTClient({
+  return {
     region: flags.region ?? 'us-east-1',
     endpoint: `http://${running.host}:${running.httpPort}`,
     credentials,
     maxAttempts: 1,
-  });
+  };
+}
+
+/** The IoT client the flags ask for. */
+function clientFor(flags: TargetFlags): IoTClient {
+  return new IoTClient(clientConfigFor(flags));
+}
+
+/** The S3 client the flags ask for (the local S3 serves path-style URLs only). */
+function s3ClientFor(flags: TargetFlags): S3Client {
+  return new S3Client({ ...clientConfigFor(flags), ...(flags.local ? { forcePathStyle: true } : {}) });
 }
 
 /** Service errors become exit 1 with the exception's name and message. */
@@ -169,7 +214,7 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof IoTServiceException) {
+    if (err instanceof IoTServiceException || err instanceof S3ServiceException) {
       throw new CliError(`${what} failed: ${err.name}: ${err.message}`, 1, { cause: err });
     }
     throw err;
@@ -182,11 +227,7 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
  */
 export async function caRegister(raw: Record<string, unknown>, io: CertsIo = { out: process.stdout }) {
   const flags = parseFlags(RegisterFlags, raw);
-  if (flags.local === flags.aws) {
-    throw new CliError(
-      'invalid --local/--aws: give exactly one of --local (the running local cloud) or --aws',
-    );
-  }
+  checkTarget(flags);
   const ca = await tooling(() => loadCa(flags.ca));
   const client = io.client ?? clientFor(flags);
   try {
@@ -219,6 +260,79 @@ export async function caRegister(raw: Record<string, unknown>, io: CertsIo = { o
     );
   } finally {
     if (!io.client) client.destroy();
+  }
+}
+
+/**
+ * `certs jitr publish --ca DIR (--local | --aws) [--cn-pattern RE] [--serial HEX ...] [--results-bucket NAME]
+ * [--data-dir D] [--region R]`: writes the JITR allow-list (one document for every CA) and uploads the
+ * CA's crl.pem, when it has one, as the CRL of its issuing CA, into the results bucket.
+ */
+export async function jitrPublish(raw: Record<string, unknown>, io: CertsIo = { out: process.stdout }) {
+  const flags = parseFlags(JitrPublishFlags, raw);
+  checkTarget(flags);
+  if (flags.cnPattern === undefined && flags.serial === undefined) {
+    throw new CliError(
+      'invalid --cn-pattern/--serial: give --cn-pattern, --serial or both (an allow-list that admits nothing revokes every new certificate)',
+    );
+  }
+  const bucket = flags.resultsBucket ?? (flags.local ? LOCAL_RESULTS_BUCKET : undefined);
+  if (bucket === undefined) {
+    throw new CliError(
+      'invalid --results-bucket: is required with --aws (the stack output ResultsBucketName)',
+    );
+  }
+  const allowList: JitrAllowList = JitrAllowListSchema.parse({
+    version: 1,
+    ...(flags.cnPattern !== undefined ? { cnPattern: flags.cnPattern } : {}),
+    ...(flags.serial !== undefined ? { serials: flags.serial } : {}),
+  });
+  const { ca, crl } = await tooling(async () => {
+    const loaded = await loadCa(flags.ca);
+    return { ca: loaded, crl: await readCrlFile(loaded) };
+  });
+  const caCertificateId = certificateId(ca.issuing.certPem);
+  const s3 = io.s3 ?? s3ClientFor(flags);
+  try {
+    await call('PutObject (allow-list)', () =>
+      s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: JITR_ALLOW_LIST_KEY,
+          Body: `${JSON.stringify(allowList, null, 2)}\n`,
+          ContentType: 'application/json',
+        }),
+      ),
+    );
+    if (crl) {
+      await call('PutObject (CRL)', () =>
+        s3.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: jitrCrlKey(caCertificateId),
+            Body: crl.pem,
+            ContentType: 'application/x-pem-file',
+          }),
+        ),
+      );
+    }
+    const admits = [
+      ...(allowList.cnPattern !== undefined ? [`CN matching ^(?:${allowList.cnPattern})$`] : []),
+      ...(allowList.serials !== undefined ? [`${allowList.serials.length} serial(s)`] : []),
+    ];
+    io.out.write(
+      [
+        `published the JITR documents to ${flags.aws ? 'AWS' : `the local cloud of ${flags.dataDir}`}`,
+        `  allow-list         s3://${bucket}/${JITR_ALLOW_LIST_KEY} (${admits.join(' or ')})`,
+        `  CA certificate id  ${caCertificateId} (${ca.issuingCertFile})`,
+        crl
+          ? `  CRL                s3://${bucket}/${jitrCrlKey(caCertificateId)} (${crl.revoked} revoked, from ${crl.path})`
+          : `  CRL                none: ${flags.ca} has no crl.pem, so no certificate of this CA is taken as revoked`,
+        '',
+      ].join('\n'),
+    );
+  } finally {
+    if (!io.s3) s3.destroy();
   }
 }
 
@@ -273,7 +387,7 @@ export async function deviceRevoke(raw: Record<string, unknown>, io: CertsIo = {
 export function registerCertsCommands(program: Command): void {
   const certs = program
     .command('certs')
-    .description('CA, verification and device certificates; CA registration');
+    .description('CA, verification and device certificates; CA registration; JITR documents');
   const ca = certs.command('ca').description('the CA that signs device certificates');
   ca.command('create')
     .description('create a root CA (and an intermediate signed by it) in a directory')
@@ -320,4 +434,19 @@ export function registerCertsCommands(program: Command): void {
     .requiredOption('--cert <file>', 'the device certificate (PEM)')
     .option('--reason <reason>', `one of ${REVOCATION_REASONS.join(', ')}`, 'unspecified')
     .action((o: Record<string, unknown>) => deviceRevoke(o));
+  const jitr = certs.command('jitr').description('the documents the JITR activation function reads');
+  jitr
+    .command('publish')
+    .description(
+      "write the allow-list (for every CA) and upload the CA's crl.pem into the results bucket of the running local cloud (--local) or AWS (--aws)",
+    )
+    .requiredOption('--ca <dir>', 'CA directory (its crl.pem, if any, is the CRL of its issuing CA)')
+    .option('--local', 'the local cloud running on --data-dir', false)
+    .option('--aws', 'AWS with the default credential chain', false)
+    .option('--cn-pattern <regex>', 'certificates whose CN matches (anchored) may join')
+    .option('--serial <hex...>', 'serial numbers (hex) of certificates that may join')
+    .option('--results-bucket <name>', `results bucket (local cloud: ${LOCAL_RESULTS_BUCKET})`)
+    .option('--data-dir <dir>', 'state directory of the running local cloud', '.edgefleet')
+    .option('--region <region>', 'AWS region (local cloud: us-east-1)')
+    .action((o: Record<string, unknown>) => jitrPublish(o));
 }
