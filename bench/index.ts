@@ -6,7 +6,8 @@
  * gateway ingest run, default 100000), BENCH_FRAMES (1920x1080 frames per frames round, default 24),
  * BENCH_LAKE_THINGS and BENCH_LAKE_RECORDS_PER_THING (lake ingest, default 4 x 5000 records of 500 B),
  * BENCH_LAKE_RECORDS (records the lake query aggregates, default 1000000),
- * BENCH_ONLY (broker | uploads | gateway | frames | lake).
+ * BENCH_JITR_DEVICES (devices joining at once, default 100),
+ * BENCH_ONLY (broker | uploads | gateway | frames | lake | jitr).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -15,6 +16,7 @@ import { benchBroker } from './broker.js';
 import { bundleScript, runScript } from './child.js';
 import type { FramesBenchResult } from './frames.js';
 import { benchGateway } from './gateway.js';
+import { benchJitr } from './jitr.js';
 import { benchLake, printLakeTable } from './lake.js';
 import { benchLakeIngest } from './lake-ingest.js';
 import { printTable } from './stats.js';
@@ -38,9 +40,10 @@ const framesPerRound = int('BENCH_FRAMES', 24);
 const lakeThings = int('BENCH_LAKE_THINGS', 4);
 const lakeRecordsPerThing = int('BENCH_LAKE_RECORDS_PER_THING', 5000);
 const lakeQueryRecords = int('BENCH_LAKE_RECORDS', 1_000_000);
+const jitrDevices = int('BENCH_JITR_DEVICES', 100);
 const only = process.env.BENCH_ONLY;
-if (only !== undefined && !['broker', 'uploads', 'gateway', 'frames', 'lake'].includes(only)) {
-  throw new Error('BENCH_ONLY must be broker, uploads, gateway, frames or lake');
+if (only !== undefined && !['broker', 'uploads', 'gateway', 'frames', 'lake', 'jitr'].includes(only)) {
+  throw new Error('BENCH_ONLY must be broker, uploads, gateway, frames, lake or jitr');
 }
 const dataDir = mkdtempSync(join(tmpdir(), 'edgefleet-bench-'));
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -202,6 +205,23 @@ try {
     );
     printLakeTable(lq);
     results.lakeQuery = lq;
+  }
+  if (only === undefined || only === 'jitr') {
+    log(`JITR benchmark: ${rounds} rounds x ${jitrDevices} new devices joining at once`);
+    const j = await benchJitr({ dataDir: join(dataDir, 'jitr'), devices: jitrDevices, rounds }, log);
+    printTable(
+      'JITR: first connection attempt -> first accepted publish (PUBACK), per device (median of rounds; baseline = devices provisioned beforehand)',
+      ['measure', 'JITR', 'provisioned beforehand'],
+      [
+        ['devices at once', j.devices, j.devices],
+        ['p50 ms', j.p50Ms.toFixed(0), j.baselineP50Ms.toFixed(0)],
+        ['p99 ms', j.p99Ms.toFixed(0), j.baselineP99Ms.toFixed(0)],
+        ['all devices in, ms', j.allMs.toFixed(0), ''],
+        ['connection attempts per device (median)', j.attemptsMedian, 1],
+        ['ratio p50 JITR / provisioned', j.ratioP50.toFixed(1), ''],
+      ],
+    );
+    results.jitr = j;
   }
   mkdirSync(join(process.cwd(), 'bench', 'results'), { recursive: true });
   const file = join(process.cwd(), 'bench', 'results', 'bench.json');
