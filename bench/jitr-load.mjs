@@ -7,6 +7,37 @@ import mqtt from 'mqtt';
 
 const { url, devices, initialDelayMs, maxDelayMs, timeoutMs } = workerData;
 
+/**
+ * Connects without mqtt.js's reconnect. A refused connection is closed without a CONNACK (JITR), which
+ * mqtt.js reports as 'close' only, so that rejects too.
+ */
+function connect(device) {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(url, {
+      clientId: device.thing,
+      cert: device.cert,
+      key: device.key,
+      ca: device.ca,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+    });
+    const fail = (err) => {
+      client.removeAllListeners();
+      client.on('error', () => {});
+      client.end(true);
+      reject(err ?? new Error('connection closed'));
+    };
+    client.once('connect', () => {
+      client.removeListener('error', fail);
+      client.removeListener('close', fail);
+      resolve(client);
+    });
+    client.once('error', fail);
+    client.once('close', () => fail());
+  });
+}
+
 async function join(device) {
   const started = performance.now();
   let attempts = 0;
@@ -16,15 +47,7 @@ async function join(device) {
       throw new Error(`${device.thing}: not in after ${attempts} attempts`);
     let client;
     try {
-      client = await mqtt.connectAsync(url, {
-        clientId: device.thing,
-        cert: device.cert,
-        key: device.key,
-        ca: device.ca,
-        protocolVersion: 4,
-        reconnectPeriod: 0,
-        connectTimeout: 10_000,
-      });
+      client = await connect(device);
     } catch {
       await new Promise((r) => setTimeout(r, delay));
       continue;
