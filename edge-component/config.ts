@@ -7,8 +7,10 @@
  * default where one makes sense, so existing configuration files keep working. Unknown fields are
  * rejected, so that a misspelt setting does not silently fall back to its default.
  */
+import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import semver from 'semver';
 import { z } from 'zod';
 import { backoffSchema } from './backoff.js';
 import { BatchLimitsSchema } from './batching.js';
@@ -393,6 +395,73 @@ export const CamerasConfigSchema = z
     });
   });
 
+const argv = z.array(text, typeError('an array of strings')).min(1, 'must name the command to run');
+
+function isPublicKeyPem(pem: string): boolean {
+  try {
+    createPublicKey(pem);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A trusted manifest-signing key: its PEM text, or `{file}` (relative to the configuration file). */
+const TrustedKeySchema = z.union(
+  [z.string().refine(isPublicKeyPem, 'must be a PEM public key'), section({ file: text })],
+  { error: 'must be a PEM public key or {file}' },
+);
+
+export const FirmwareConfigSchema = section({
+  /** What this gateway installs; a manifest for another target is refused. */
+  target: z
+    .string(typeError('a string'))
+    .regex(/^[A-Za-z0-9._-]{1,128}$/, 'must be 1 to 128 letters, digits, ".", "_" and "-"'),
+  /** The version installed when the agent first starts (the initial anti-rollback floor). */
+  currentVersion: z
+    .string(typeError('a string'))
+    .refine((v) => semver.valid(v) === v, 'must be a semantic version')
+    .default('0.0.0'),
+  /** State, downloads and staged versions; relative paths resolve against the configuration file. */
+  dir: text.default('firmware'),
+  /** Manifest-signing public keys by keyId. */
+  trustedKeys: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'must be a key id of letters, digits, ".", "_", ":", "-"'),
+      TrustedKeySchema,
+      typeError('an object of keyId: PEM'),
+    )
+    .refine((k) => Object.keys(k).length > 0, 'must name at least one key'),
+  /** Artifacts larger than this are refused. */
+  maxSizeBytes: int(1, 1024 * GiB).default(512 * MiB),
+  /**
+   * `link`: stage into `{dir}/versions/{version}/` and switch the `{dir}/current` symlink atomically;
+   * `command`: run `command` with FIRMWARE_PATH and FIRMWARE_VERSION in its environment.
+   */
+  apply: z
+    .discriminatedUnion(
+      'mode',
+      [
+        section({ mode: z.literal('link') }),
+        section({
+          mode: z.literal('command'),
+          command: argv,
+          timeoutMs: int(100, 86_400_000).default(300_000),
+        }),
+      ],
+      { error: "must be {mode: 'link'} or {mode: 'command', command: [...]}" },
+    )
+    .default({ mode: 'link' }),
+  /** Run after applying; exit 0 passes, anything else (or the timeout) rolls back. */
+  selfTest: section({ command: argv, timeoutMs: int(100, 86_400_000).default(60_000) }).optional(),
+  download: section({
+    /** One download attempt (request and body) must finish within this. */
+    timeoutMs: int(100, 86_400_000).default(600_000),
+    maxAttempts: int(1, 100).default(5),
+    backoff: backoffSchema({ initialDelayMs: 1000, maxDelayMs: 60_000 }),
+  }).prefault({}),
+});
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const GatewayConfigSchema = section({
@@ -417,6 +486,8 @@ export const GatewayConfigSchema = section({
   drain: DrainConfigSchema.prefault({}),
   /** Cameras whose frames are masked on the gateway and uploaded under frames/{thing}/{camera}/. */
   cameras: CamerasConfigSchema,
+  /** The firmware agent (updates through the `firmware` named shadow); absent: no agent. */
+  firmware: FirmwareConfigSchema.optional(),
 });
 
 /** Where the gateway runs: standalone (its own MQTT connection) or as a Greengrass component. */
@@ -461,6 +532,7 @@ export type CameraConfig = z.output<typeof CameraConfigSchema>;
 export type FrameSourceConfig = z.output<typeof FrameSourceConfigSchema>;
 export type MaskingConfig = z.output<typeof MaskingConfigSchema>;
 export type PrivacyZone = z.output<typeof PrivacyZoneSchema>;
+export type FirmwareConfig = z.output<typeof FirmwareConfigSchema>;
 
 /** `a.b: message` for each issue; unknown fields are named by their own path. */
 export function describeIssues(error: z.ZodError): { path: string; message: string }[] {
@@ -549,6 +621,20 @@ export function parseGatewayConfig(input: unknown, opts: ParseOptions = {}): Gat
         ? { ...c, source: { ...c.source, dir: resolve(base, c.source.dir) } }
         : c,
     );
+  }
+  if (base !== undefined && config.firmware) {
+    const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+    const fw = config.firmware;
+    config.firmware = {
+      ...fw,
+      dir: abs(fw.dir),
+      trustedKeys: Object.fromEntries(
+        Object.entries(fw.trustedKeys).map(([id, k]) => [
+          id,
+          typeof k === 'string' ? k : { file: abs(k.file) },
+        ]),
+      ),
+    };
   }
   if (base !== undefined && config.iot) {
     const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));

@@ -47,6 +47,8 @@ import { type BatchEntry, type Batch as CutBatch, cutBatch, gzipBatch } from './
 import { systemClock } from './clock.js';
 import { type GatewayConfig, MAX_STREAM_RECORD_BYTES } from './config.js';
 import { DuplicateKeyError, EdgeError, InvalidObjectKeyError, UploadFailedError } from './errors.js';
+import type { FirmwareAgent } from './firmware/agent.js';
+import type { HttpGet } from './firmware/download.js';
 import type { CameraHealth } from './frames/camera.js';
 import { FrameMetadataSchema, frameObjectKeys } from './frames/keys.js';
 import type { FrameOutcome } from './frames/pipeline.js';
@@ -108,6 +110,8 @@ export interface GatewayDeps {
   faceDetector?: FaceDetector;
   /** Called after each camera frame went through its pipeline (kept, skipped or rejected). */
   onFrame?: (camera: string, outcome: FrameOutcome) => void;
+  /** The firmware agent's HTTP GET (artifact downloads); default: fetch. */
+  firmwareHttpGet?: HttpGet;
 }
 
 export type IngestResult =
@@ -261,6 +265,8 @@ export class Gateway {
   private readonly healthWake: Wakeup;
   private readonly framesWake: Wakeup;
   private frames: FrameService | undefined;
+  /** The firmware agent, when `config.firmware` is set. */
+  firmware: FirmwareAgent | undefined;
   /** Frames before it failed for good (kept spooled until a restart); the loop reads from here. */
   private frameCursor = 0;
   private readonly outstanding = new Map<string, OutstandingEvent>();
@@ -358,6 +364,7 @@ export class Gateway {
     try {
       await gw.init(deps.localPubSub);
       await gw.startFrames(deps);
+      await gw.startFirmware(deps);
     } catch (err) {
       await gw.stop().catch(() => {});
       throw err;
@@ -826,6 +833,22 @@ export class Gateway {
   // ---------------------------------------------------------------- frames
 
   /** Starts the cameras (the frames code, sharp included, is loaded only when there are any). */
+  private async startFirmware(deps: GatewayDeps): Promise<void> {
+    const fw = this.config.firmware;
+    if (!fw) return;
+    // Loaded on demand: a gateway without the firmware section does not load the agent.
+    const { FirmwareAgent } = await import('./firmware/agent.js');
+    this.firmware = await FirmwareAgent.start({
+      config: fw,
+      thingName: this.config.thingName,
+      channel: this.channel,
+      shadows: this.shadows,
+      clock: this.clock,
+      logger: this.log,
+      ...(deps.firmwareHttpGet ? { httpGet: deps.firmwareHttpGet } : {}),
+    });
+  }
+
   private async startFrames(deps: GatewayDeps): Promise<void> {
     const cameras = this.config.cameras;
     if (cameras.length === 0 && (deps.frameSources ?? []).length === 0) return;
@@ -1156,6 +1179,7 @@ export class Gateway {
     if (broker) await broker.endAsync().catch(() => {});
     await Promise.allSettled(this.localSubs.map((u) => u()));
     await this.frames?.stop();
+    await this.firmware?.stop();
     this.stopCtrl.abort();
     await Promise.allSettled(this.loops);
     this.offState?.();
