@@ -62,6 +62,24 @@ export interface PolicyRecord {
   creationDate: string;
 }
 
+export interface ThingGroupRecord {
+  thingGroupName: string;
+  thingGroupId: string;
+  thingGroupArn: string;
+  description?: string;
+  attributes: Record<string, string>;
+  parentGroupName?: string;
+  version: number;
+  creationDate: string;
+}
+
+/** What CreateThingGroup sets; creating a group again with the same properties returns it unchanged. */
+export interface ThingGroupProperties {
+  description?: string | undefined;
+  attributes?: Record<string, string> | undefined;
+  parentGroupName?: string | undefined;
+}
+
 interface RegistryState {
   things: Record<string, ThingRecord>;
   certificates: Record<string, CertificateRecord>;
@@ -71,9 +89,15 @@ interface RegistryState {
   thingPrincipals: Record<string, string[]>;
   /** target (principal ARN) -> policy names */
   policyTargets: Record<string, string[]>;
+  thingGroups: Record<string, ThingGroupRecord>;
+  /** thingGroupName -> thing names */
+  groupThings: Record<string, string[]>;
 }
 
 const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
+const THING_GROUP_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
+/** The limit AWS sets on the groups one thing may belong to. */
+export const MAX_GROUPS_PER_THING = 10;
 const POLICY_NAME = /^[\w+=,.@-]{1,128}$/;
 const ATTRIBUTE_NAME = /^[a-zA-Z0-9_.,@/:#=[\]-]{1,128}$/;
 const ATTRIBUTE_VALUE = /^[a-zA-Z0-9_.,@/:#=[\]-]{0,800}$/;
@@ -102,14 +126,17 @@ export class Registry extends EventEmitter<RegistryEvents> {
   ) {
     super();
     this.file = join(dataDir, 'registry.json');
-    const loaded = readJsonFile<RegistryState>(this.file);
-    this.state = loaded ?? {
-      things: {},
-      certificates: {},
-      caCertificates: {},
-      policies: {},
-      thingPrincipals: {},
-      policyTargets: {},
+    const loaded = readJsonFile<Partial<RegistryState>>(this.file);
+    // Registry files written before thing groups existed lack their maps.
+    this.state = {
+      things: loaded?.things ?? {},
+      certificates: loaded?.certificates ?? {},
+      caCertificates: loaded?.caCertificates ?? {},
+      policies: loaded?.policies ?? {},
+      thingPrincipals: loaded?.thingPrincipals ?? {},
+      policyTargets: loaded?.policyTargets ?? {},
+      thingGroups: loaded?.thingGroups ?? {},
+      groupThings: loaded?.groupThings ?? {},
     };
     for (const p of Object.values(this.state.policies)) {
       try {
@@ -199,7 +226,128 @@ export class Registry extends EventEmitter<RegistryEvents> {
     }
     delete this.state.things[thingName];
     delete this.state.thingPrincipals[thingName];
+    for (const [group, names] of Object.entries(this.state.groupThings)) {
+      this.state.groupThings[group] = names.filter((n) => n !== thingName);
+    }
     this.save();
+  }
+
+  // ---- thing groups ----
+
+  createThingGroup(thingGroupName: string, props: ThingGroupProperties = {}): ThingGroupRecord {
+    if (!THING_GROUP_NAME.test(thingGroupName)) {
+      throw new InvalidRequestError(
+        `thingGroupName '${thingGroupName}': must be 1-128 characters of a-z A-Z 0-9 : _ -`,
+      );
+    }
+    const attributes = props.attributes ?? {};
+    for (const [k, v] of Object.entries(attributes)) {
+      if (!ATTRIBUTE_NAME.test(k)) throw new InvalidRequestError(`attribute name '${k}' is invalid`);
+      if (!ATTRIBUTE_VALUE.test(v)) throw new InvalidRequestError(`attribute '${k}' has an invalid value`);
+    }
+    if (props.parentGroupName !== undefined) this.describeThingGroup(props.parentGroupName);
+    const existing = this.state.thingGroups[thingGroupName];
+    if (existing) {
+      const same =
+        existing.description === props.description &&
+        existing.parentGroupName === props.parentGroupName &&
+        JSON.stringify(Object.entries(existing.attributes).sort()) ===
+          JSON.stringify(Object.entries(attributes).sort());
+      if (same) return existing;
+      throw new ResourceConflictError(
+        `thing group ${thingGroupName} already exists with different properties`,
+      );
+    }
+    const record: ThingGroupRecord = {
+      thingGroupName,
+      thingGroupId: randomUUID(),
+      thingGroupArn: this.arn('thinggroup', thingGroupName),
+      ...(props.description !== undefined ? { description: props.description } : {}),
+      attributes: { ...attributes },
+      ...(props.parentGroupName !== undefined ? { parentGroupName: props.parentGroupName } : {}),
+      version: 1,
+      creationDate: new Date().toISOString(),
+    };
+    this.state.thingGroups[thingGroupName] = record;
+    this.state.groupThings[thingGroupName] = [];
+    this.save();
+    return record;
+  }
+
+  findThingGroup(thingGroupName: string): ThingGroupRecord | undefined {
+    return this.state.thingGroups[thingGroupName];
+  }
+
+  describeThingGroup(thingGroupName: string): ThingGroupRecord {
+    const g = this.state.thingGroups[thingGroupName];
+    if (!g) throw new ResourceNotFoundError(`thing group ${thingGroupName} does not exist`);
+    return g;
+  }
+
+  listThingGroups(): ThingGroupRecord[] {
+    return Object.values(this.state.thingGroups);
+  }
+
+  /** The groups whose parent is `thingGroupName`. */
+  childThingGroups(thingGroupName: string): ThingGroupRecord[] {
+    return Object.values(this.state.thingGroups).filter((g) => g.parentGroupName === thingGroupName);
+  }
+
+  /** The group's ancestors, root first. */
+  thingGroupAncestors(thingGroupName: string): ThingGroupRecord[] {
+    const out: ThingGroupRecord[] = [];
+    let parent = this.describeThingGroup(thingGroupName).parentGroupName;
+    while (parent !== undefined) {
+      const g = this.state.thingGroups[parent];
+      if (!g || out.includes(g)) break;
+      out.unshift(g);
+      parent = g.parentGroupName;
+    }
+    return out;
+  }
+
+  deleteThingGroup(thingGroupName: string): void {
+    this.describeThingGroup(thingGroupName);
+    if (this.childThingGroups(thingGroupName).length > 0) {
+      throw new InvalidRequestError(`thing group ${thingGroupName} still has child groups`);
+    }
+    delete this.state.thingGroups[thingGroupName];
+    delete this.state.groupThings[thingGroupName];
+    this.save();
+  }
+
+  addThingToThingGroup(thingGroupName: string, thingName: string): void {
+    this.describeThingGroup(thingGroupName);
+    this.describeThing(thingName);
+    const list = this.state.groupThings[thingGroupName] ?? [];
+    if (list.includes(thingName)) return;
+    if (this.thingGroupsOfThing(thingName).length >= MAX_GROUPS_PER_THING) {
+      throw new InvalidRequestError(
+        `thing ${thingName} already belongs to ${MAX_GROUPS_PER_THING} thing groups, the most a thing can`,
+      );
+    }
+    list.push(thingName);
+    this.state.groupThings[thingGroupName] = list;
+    this.save();
+  }
+
+  removeThingFromThingGroup(thingGroupName: string, thingName: string): void {
+    this.describeThingGroup(thingGroupName);
+    this.describeThing(thingName);
+    const list = this.state.groupThings[thingGroupName] ?? [];
+    this.state.groupThings[thingGroupName] = list.filter((n) => n !== thingName);
+    this.save();
+  }
+
+  listThingsInThingGroup(thingGroupName: string): string[] {
+    this.describeThingGroup(thingGroupName);
+    return [...(this.state.groupThings[thingGroupName] ?? [])];
+  }
+
+  thingGroupsOfThing(thingName: string): string[] {
+    return Object.entries(this.state.groupThings)
+      .filter(([, names]) => names.includes(thingName))
+      .map(([group]) => group);
   }
 
   // ---- CA certificates ----

@@ -7,8 +7,12 @@
  * carry the SDK's error type in `x-amzn-errortype`. Documented deviations from AWS:
  * - DescribeEndpoint answers the local cloud's host for every endpoint type; the MQTT port is not part
  *   of an endpoint address, so clients still need the port (8883 or whatever `local up` printed).
- * - There are no thing types, billing groups or thing groups: naming one is ResourceNotFoundException,
- *   and a thing may have at most 3 attributes (the AWS limit for things without a thing type).
+ * - There are no thing types or billing groups: naming one is ResourceNotFoundException, and a thing may
+ *   have at most 3 attributes (the AWS limit for things without a thing type).
+ * - Thing groups are static groups only (no dynamic groups, no UpdateThingGroup, no tags stored);
+ *   DeleteThingGroup of a group that does not exist succeeds, as on AWS. `recursive` of
+ *   ListThingsInThingGroup includes the things of every descendant group; ListThingGroups without
+ *   `parentGroup` lists every group, or only root groups with `recursive=false`.
  * - Tags are validated and accepted but not stored; provisioning templates (registrationConfig) and
  *   the SNI_ONLY CA mode are refused with InvalidRequestException.
  * - AttachThingPrincipal checks EXCLUSIVE_THING against the principal's current things, but the
@@ -39,6 +43,7 @@ import type {
   CertificateStatus,
   PolicyRecord,
   Registry,
+  ThingGroupRecord,
   ThingRecord,
 } from '../registry.js';
 import { ServiceError, type ServiceRequest, type ServiceResponse, type ServiceRoute } from './server.js';
@@ -445,6 +450,65 @@ function operations(deps: IotControlDeps): Operation[] {
     }
     return { resource: typeof target === 'string' && target !== '' ? target : '*' };
   };
+  const onThingGroup = (_req: ServiceRequest, [thingGroupName]: string[]) => ({
+    resource: arnOf('thinggroup', thingGroupName ?? ''),
+  });
+  /** AddThingToThingGroup / RemoveThingFromThingGroup: the group in the body (the thing is checked too). */
+  const onBodyThingGroup = (req: ServiceRequest) => {
+    let body: { thingGroupName?: unknown; thingGroupArn?: unknown } = {};
+    try {
+      body = JSON.parse(req.body.toString('utf8')) as typeof body;
+    } catch {
+      body = {};
+    }
+    if (typeof body.thingGroupArn === 'string' && body.thingGroupArn !== '')
+      return { resource: body.thingGroupArn };
+    if (typeof body.thingGroupName === 'string' && body.thingGroupName !== '') {
+      return { resource: arnOf('thinggroup', body.thingGroupName) };
+    }
+    return { resource: '*' };
+  };
+
+  const groupOut = (g: ThingGroupRecord) => ({ groupName: g.thingGroupName, groupArn: g.thingGroupArn });
+
+  /** The group and thing of AddThingToThingGroup / RemoveThingFromThingGroup, by name or ARN. */
+  const groupMembership = (req: ServiceRequest, action: string) => {
+    const input = parseInput(
+      z.object({
+        thingGroupName: THING_NAME.optional(),
+        thingGroupArn: z.string().min(1).optional(),
+        thingName: THING_NAME.optional(),
+        thingArn: z.string().min(1).optional(),
+        overrideDynamicGroups: z.boolean().optional(),
+      }),
+      jsonBody(req),
+    );
+    const groupName = input.thingGroupName ?? nameFromArn(input.thingGroupArn, 'thinggroup', 'thingGroupArn');
+    const thingName = input.thingName ?? nameFromArn(input.thingArn, 'thing', 'thingArn');
+    if (groupName === undefined) throw invalid('thingGroupName: is required (or thingGroupArn)');
+    if (thingName === undefined) throw invalid('thingName: is required (or thingArn)');
+    const g = registry.findThingGroup(groupName);
+    if (!g) throw notFound(`Thing group ${groupName} cannot be found.`);
+    // IAM authorizes these operations on the thing as well as on the group.
+    authorize(deps, req, action, { resource: arnOf('thing', thingName) });
+    const t = registry.findThing(thingName);
+    if (!t) throw notFound(`Thing ${thingName} cannot be found.`);
+    return { g, t };
+  };
+
+  function nameFromArn(arn: string | undefined, kind: string, field: string): string | undefined {
+    if (arn === undefined) return undefined;
+    const prefix = `arn:aws:iot:${deps.region}:${deps.accountId}:${kind}/`;
+    if (!arn.startsWith(prefix) || arn.length === prefix.length) {
+      throw invalid(`${field}: '${arn}' is not a ${kind} ARN of this account and region`);
+    }
+    return arn.slice(prefix.length);
+  }
+
+  /** The group's descendants, depth first. */
+  const descendants = (name: string): ThingGroupRecord[] =>
+    registry.childThingGroups(name).flatMap((c) => [c, ...descendants(c.thingGroupName)]);
+
   /** The principal header, and for operations on a thing the `iot:thingArn` condition key. */
   const onPrincipal = (req: ServiceRequest, [thingName]: string[]) => ({
     resource: header(req, 'x-amzn-principal') || '*',
@@ -610,6 +674,202 @@ function operations(deps: IotControlDeps): Operation[] {
           'nextToken',
         );
         return json({ things: page.items.map(thingOut), ...(page.next ? { nextToken: page.next } : {}) });
+      },
+    },
+
+    // ---- thing groups ----
+    {
+      name: 'CreateThingGroup',
+      method: 'POST',
+      path: /^\/thing-groups\/([^/]+)$/,
+      resource: onThingGroup,
+      handler(req, [thingGroupName]) {
+        const input = parseInput(
+          z.object({
+            thingGroupName: THING_NAME,
+            parentGroupName: THING_NAME.optional(),
+            thingGroupProperties: z
+              .object({
+                thingGroupDescription: z
+                  .string()
+                  .max(2028, 'must be at most 2028 characters')
+                  .regex(/^[^\p{C}]*$/u, 'must be printable characters')
+                  .optional(),
+                attributePayload: ATTRIBUTE_PAYLOAD.optional(),
+              })
+              .optional(),
+            tags: TAGS,
+          }),
+          { ...jsonBody(req), thingGroupName },
+        );
+        if (input.parentGroupName !== undefined && !registry.findThingGroup(input.parentGroupName)) {
+          throw notFound(`Thing group ${input.parentGroupName} cannot be found.`);
+        }
+        const props = {
+          description: input.thingGroupProperties?.thingGroupDescription,
+          attributes: input.thingGroupProperties?.attributePayload?.attributes ?? {},
+          parentGroupName: input.parentGroupName,
+        };
+        const existing = registry.findThingGroup(input.thingGroupName);
+        try {
+          const g = registry.createThingGroup(input.thingGroupName, props);
+          return json({
+            thingGroupName: g.thingGroupName,
+            thingGroupArn: g.thingGroupArn,
+            thingGroupId: g.thingGroupId,
+          });
+        } catch (err) {
+          if (existing && err instanceof ResourceConflictError) {
+            throw alreadyExists(
+              `Thing Group ${existing.thingGroupName} already exists with different tags or properties`,
+              existing.thingGroupId,
+              existing.thingGroupArn,
+            );
+          }
+          throw err;
+        }
+      },
+    },
+    {
+      name: 'DescribeThingGroup',
+      method: 'GET',
+      path: /^\/thing-groups\/([^/]+)$/,
+      resource: onThingGroup,
+      handler(_req, [thingGroupName]) {
+        const input = parseInput(z.object({ thingGroupName: THING_NAME }), { thingGroupName });
+        const g = registry.findThingGroup(input.thingGroupName);
+        if (!g) throw notFound(`Thing group ${input.thingGroupName} cannot be found.`);
+        return json({
+          thingGroupName: g.thingGroupName,
+          thingGroupId: g.thingGroupId,
+          thingGroupArn: g.thingGroupArn,
+          version: g.version,
+          thingGroupProperties: {
+            ...(g.description !== undefined ? { thingGroupDescription: g.description } : {}),
+            attributePayload: { attributes: g.attributes },
+          },
+          thingGroupMetadata: {
+            ...(g.parentGroupName !== undefined ? { parentGroupName: g.parentGroupName } : {}),
+            rootToParentThingGroups: registry.thingGroupAncestors(g.thingGroupName).map(groupOut),
+            creationDate: epoch(g.creationDate),
+          },
+        });
+      },
+    },
+    {
+      name: 'DeleteThingGroup',
+      method: 'DELETE',
+      path: /^\/thing-groups\/([^/]+)$/,
+      resource: onThingGroup,
+      handler(req, [thingGroupName]) {
+        const input = parseInput(
+          z.object({ thingGroupName: THING_NAME, expectedVersion: qVersion.optional() }),
+          { thingGroupName, expectedVersion: req.query.expectedVersion },
+        );
+        const g = registry.findThingGroup(input.thingGroupName);
+        // Deleting a group that does not exist succeeds.
+        if (!g) return json({});
+        if (input.expectedVersion !== undefined && input.expectedVersion !== g.version) {
+          throw versionConflict(
+            `The version for thing group ${g.thingGroupName} does not match the expected version (expected ${input.expectedVersion}, current ${g.version}).`,
+          );
+        }
+        if (registry.childThingGroups(g.thingGroupName).length > 0) {
+          throw invalid(`Cannot delete thing group : ${g.thingGroupName} when it still has child groups`);
+        }
+        registry.deleteThingGroup(g.thingGroupName);
+        return json({});
+      },
+    },
+    {
+      name: 'ListThingGroups',
+      method: 'GET',
+      path: /^\/thing-groups$/,
+      handler(req) {
+        const q = parseInput(
+          z.object({
+            nextToken: z.string().optional(),
+            maxResults: qInt(1, 250).optional(),
+            parentGroup: THING_NAME.optional(),
+            namePrefixFilter: z.string().max(128).optional(),
+            recursive: qBool.optional(),
+          }),
+          req.query,
+        );
+        let groups: ThingGroupRecord[];
+        if (q.parentGroup !== undefined) {
+          if (!registry.findThingGroup(q.parentGroup)) {
+            throw notFound(`Thing group ${q.parentGroup} cannot be found.`);
+          }
+          groups =
+            q.recursive === false ? registry.childThingGroups(q.parentGroup) : descendants(q.parentGroup);
+        } else {
+          groups = registry
+            .listThingGroups()
+            .filter((g) => q.recursive !== false || g.parentGroupName === undefined);
+        }
+        const sorted = groups
+          .filter((g) => q.namePrefixFilter === undefined || g.thingGroupName.startsWith(q.namePrefixFilter))
+          .sort(byName((g) => g.thingGroupName));
+        const page = paginate(
+          sorted,
+          (g) => g.thingGroupName,
+          q.nextToken,
+          q.maxResults ?? 50,
+          false,
+          'nextToken',
+        );
+        return json({
+          thingGroups: page.items.map(groupOut),
+          ...(page.next ? { nextToken: page.next } : {}),
+        });
+      },
+    },
+    {
+      name: 'AddThingToThingGroup',
+      method: 'PUT',
+      path: /^\/thing-groups\/addThingToThingGroup$/,
+      resource: onBodyThingGroup,
+      handler(req) {
+        const { g, t } = groupMembership(req, 'iot:AddThingToThingGroup');
+        registry.addThingToThingGroup(g.thingGroupName, t.thingName);
+        return json({});
+      },
+    },
+    {
+      name: 'RemoveThingFromThingGroup',
+      method: 'PUT',
+      path: /^\/thing-groups\/removeThingFromThingGroup$/,
+      resource: onBodyThingGroup,
+      handler(req) {
+        const { g, t } = groupMembership(req, 'iot:RemoveThingFromThingGroup');
+        registry.removeThingFromThingGroup(g.thingGroupName, t.thingName);
+        return json({});
+      },
+    },
+    {
+      name: 'ListThingsInThingGroup',
+      method: 'GET',
+      path: /^\/thing-groups\/([^/]+)\/things$/,
+      resource: onThingGroup,
+      handler(req, [thingGroupName]) {
+        const q = parseInput(
+          z.object({
+            thingGroupName: THING_NAME,
+            recursive: qBool.optional(),
+            nextToken: z.string().optional(),
+            maxResults: qInt(1, 250).optional(),
+          }),
+          { ...req.query, thingGroupName },
+        );
+        const g = registry.findThingGroup(q.thingGroupName);
+        if (!g) throw notFound(`Thing group ${q.thingGroupName} cannot be found.`);
+        const groups = [g, ...(q.recursive === true ? descendants(g.thingGroupName) : [])];
+        const names = [
+          ...new Set(groups.flatMap((x) => registry.listThingsInThingGroup(x.thingGroupName))),
+        ].sort();
+        const page = paginate(names, (n) => n, q.nextToken, q.maxResults ?? 25, false, 'nextToken');
+        return json({ things: page.items, ...(page.next ? { nextToken: page.next } : {}) });
       },
     },
 
