@@ -164,14 +164,14 @@ export async function caVerificationCert(
 }
 
 /** Where a command sends its requests: AWS, or the local cloud running on the data dir. */
-interface TargetFlags {
+export interface TargetFlags {
   local: boolean;
   aws: boolean;
   dataDir: string;
   region?: string | undefined;
 }
 
-function checkTarget(flags: TargetFlags): void {
+export function checkTarget(flags: TargetFlags): void {
   if (flags.local === flags.aws) {
     throw new CliError(
       'invalid --local/--aws: give exactly one of --local (the running local cloud) or --aws',
@@ -180,7 +180,7 @@ function checkTarget(flags: TargetFlags): void {
 }
 
 /** SDK client settings for the target: AWS (default chain) or the running local cloud of the data dir. */
-function clientConfigFor(flags: TargetFlags) {
+export function clientConfigFor(flags: TargetFlags) {
   if (flags.aws) return flags.region ? { region: flags.region } : {};
   const running = runningLocalCloud(flags.dataDir);
   if (!running) {

@@ -8,6 +8,7 @@ import { registerCertsCommands } from './certs.js';
 import { runDemo } from './demo.js';
 import { CliError } from './errors.js';
 import { registerFacesCommands } from './faces.js';
+import { registerFleetCommands } from './fleet.js';
 import { registerGatewayCommands } from './gateway.js';
 import { registerLakeCommands } from './lake.js';
 import { parseFlags, portFlag } from './options.js';
@@ -144,6 +145,7 @@ export function buildProgram(): Command {
   registerFacesCommands(program);
   registerCertsCommands(program);
   registerLakeCommands(program);
+  registerFleetCommands(program);
   return program;
 }
 

@@ -28,6 +28,9 @@ export const DATA_LAKE_ACCESS_LOG_PREFIX = 'data-lake/';
 /** Prefix under which S3 writes the results bucket's server access logs in the log bucket. */
 export const RESULTS_ACCESS_LOG_PREFIX = 'results/';
 
+/** Prefix under which S3 writes the firmware bucket's server access logs in the log bucket. */
+export const FIRMWARE_ACCESS_LOG_PREFIX = 'firmware/';
+
 export interface EdgefleetStackProps extends StackProps {
   /** Name of the IoT policy attached to every gateway certificate (default {@link DEVICE_POLICY_NAME}). */
   readonly devicePolicyName?: string;
@@ -48,6 +51,10 @@ export class EdgefleetStack extends Stack {
   readonly functions: ProjectFunctions;
   /** Frame analysis results and the operators' alert rules (`config/alert-rules.json`). */
   readonly resultsBucket: s3.Bucket;
+  /** Customer managed key of the firmware bucket (operators who presign download URLs need kms:Decrypt). */
+  readonly firmwareKey: kms.Key;
+  /** Firmware artifacts (`firmware/{target}/{version}/{sha256}.bin`) and signed manifests (`manifests/`). */
+  readonly firmwareBucket: s3.Bucket;
   /** Customer managed key of the alerts topic. */
   readonly alertsKey: kms.Key;
   /** Alerts raised by the frame analysis function's rules. */
@@ -123,6 +130,25 @@ export class EdgefleetStack extends Stack {
       { id: 'expire-old-result-versions', noncurrentVersionExpiration: Duration.days(30) },
     ]);
 
+    // Firmware: its own key, so that who may presign download URLs (kms:Decrypt) is decided apart from
+    // who may read the lake. A presigned URL carries the signer's permissions, so the operator who runs
+    // a rollout needs s3:GetObject on the artifacts and kms:Decrypt on this key.
+    this.firmwareKey = new kms.Key(this, 'FirmwareKey', {
+      description: 'edgefleet firmware bucket encryption key',
+      enableKeyRotation: true,
+    });
+    this.firmwareBucket = secureBucket(
+      'FirmwareBucket',
+      FIRMWARE_ACCESS_LOG_PREFIX,
+      [
+        // Manifests are written once per version; overwritten or deleted objects are kept a while for audit.
+        { id: 'expire-old-firmware-versions', noncurrentVersionExpiration: Duration.days(90) },
+        // Big artifacts go up as multipart uploads.
+        { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
+      ],
+      { encryptionKey: this.firmwareKey },
+    );
+
     this.alertsKey = new kms.Key(this, 'AlertsKey', {
       description: 'edgefleet alerts topic encryption key',
       enableKeyRotation: true,
@@ -178,6 +204,11 @@ export class EdgefleetStack extends Stack {
       description:
         'Name of the results bucket: frame analysis results, alert rules (config/alert-rules.json), JITR allow-list and CRLs (config/jitr/)',
       value: this.resultsBucket.bucketName,
+    });
+    new CfnOutput(this, 'FirmwareBucketName', {
+      description:
+        'Name of the firmware bucket: artifacts (firmware/{target}/{version}/{sha256}.bin) and signed manifests (manifests/{target}/{version}.json)',
+      value: this.firmwareBucket.bucketName,
     });
     new CfnOutput(this, 'AlertsTopicArn', {
       description: 'ARN of the SNS topic alerts are published to',

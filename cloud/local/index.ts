@@ -26,6 +26,7 @@ import {
   FRAME_PREFIXES,
   frameAnalysisRolePolicy,
   LOCAL_DATA_BUCKET,
+  LOCAL_FIRMWARE_BUCKET,
   LOCAL_RESULTS_BUCKET,
   UPLOAD_ROLE_NAME,
   uploadRolePolicy,
@@ -410,7 +411,7 @@ export class LocalCloud {
     http.register(
       s3Route({
         dataDir: opts.dataDir,
-        buckets: [...new Set([...opts.buckets, LOCAL_RESULTS_BUCKET])],
+        buckets: [...new Set([...opts.buckets, LOCAL_RESULTS_BUCKET, LOCAL_FIRMWARE_BUCKET])],
         authorizer: iam,
         region: opts.region,
         notifier: s3Notifications,

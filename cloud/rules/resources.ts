@@ -117,6 +117,12 @@ export const FRAME_ANALYSIS_ROLE_NAME = 'edgefleet-frame-analysis';
 /** The results bucket's name in the local cloud (on AWS the CDK app names it). */
 export const LOCAL_RESULTS_BUCKET = 'edgefleet-results';
 
+/**
+ * The firmware bucket's name in the local cloud (on AWS the CDK app names it). Artifacts live under
+ * `firmware/{target}/{version}/{sha256}.bin`, signed manifests under `manifests/{target}/{version}.json`.
+ */
+export const LOCAL_FIRMWARE_BUCKET = 'edgefleet-firmware';
+
 /** The SNS topic alerts are published to (its name; the ARN is built per region and account). */
 export const ALERTS_TOPIC_NAME = 'edgefleet-alerts';
 

@@ -16,6 +16,7 @@ import {
   buildApp,
   DATA_LAKE_ACCESS_LOG_PREFIX,
   type EdgefleetStack,
+  FIRMWARE_ACCESS_LOG_PREFIX,
   RESULTS_ACCESS_LOG_PREFIX,
   STACK_ID,
 } from '../../cloud/cdk/stack.js';
@@ -448,5 +449,53 @@ describe('outputs', () => {
       Ref: stack.getLogicalId(stack.dataLakeBucket.node.defaultChild as s3.CfnBucket),
     });
     expect(outputs.DevicePolicyName?.Value).toEqual({ Ref: stack.getLogicalId(stack.devicePolicy) });
+  });
+});
+
+describe('firmware bucket', () => {
+  const id = (c: IConstruct) => stack.getLogicalId(c.node.defaultChild as CfnResource);
+
+  test('is encrypted with its own rotating KMS key, private, versioned, TLS-only and logs its access', () => {
+    const bucket = template.findResources('AWS::S3::Bucket')[id(stack.firmwareBucket)];
+    expect(bucket?.Properties).toMatchObject({
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          {
+            ServerSideEncryptionByDefault: {
+              SSEAlgorithm: 'aws:kms',
+              KMSMasterKeyID: { 'Fn::GetAtt': [id(stack.firmwareKey), 'Arn'] },
+            },
+          },
+        ],
+      },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      VersioningConfiguration: { Status: 'Enabled' },
+      LoggingConfiguration: {
+        DestinationBucketName: { Ref: id(stack.accessLogsBucket) },
+        LogFilePrefix: FIRMWARE_ACCESS_LOG_PREFIX,
+      },
+      LifecycleConfiguration: {
+        Rules: expect.arrayContaining([
+          expect.objectContaining({ NoncurrentVersionExpiration: { NoncurrentDays: 90 } }),
+        ]),
+      },
+    });
+    expect(template.findResources('AWS::KMS::Key')[id(stack.firmwareKey)]?.Properties).toMatchObject({
+      EnableKeyRotation: true,
+    });
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: id(stack.firmwareBucket) },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
+    });
+    expect(template.findOutputs('*').FirmwareBucketName?.Value).toEqual({ Ref: id(stack.firmwareBucket) });
   });
 });
