@@ -7,13 +7,15 @@
  * BENCH_LAKE_THINGS and BENCH_LAKE_RECORDS_PER_THING (lake ingest, default 4 x 5000 records of 500 B),
  * BENCH_LAKE_RECORDS (records the lake query aggregates, default 1000000),
  * BENCH_JITR_DEVICES (devices joining at once, default 100),
- * BENCH_ONLY (broker | uploads | gateway | frames | lake | jitr).
+ * BENCH_FIRMWARE_GATEWAYS (simulated gateways of the firmware rollout, default 200),
+ * BENCH_ONLY (broker | uploads | gateway | frames | lake | jitr | firmware).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchBroker } from './broker.js';
 import { bundleScript, runScript } from './child.js';
+import { benchFirmware } from './firmware.js';
 import type { FramesBenchResult } from './frames.js';
 import { benchGateway } from './gateway.js';
 import { benchJitr } from './jitr.js';
@@ -41,9 +43,11 @@ const lakeThings = int('BENCH_LAKE_THINGS', 4);
 const lakeRecordsPerThing = int('BENCH_LAKE_RECORDS_PER_THING', 5000);
 const lakeQueryRecords = int('BENCH_LAKE_RECORDS', 1_000_000);
 const jitrDevices = int('BENCH_JITR_DEVICES', 100);
+const firmwareGateways = int('BENCH_FIRMWARE_GATEWAYS', 200);
 const only = process.env.BENCH_ONLY;
-if (only !== undefined && !['broker', 'uploads', 'gateway', 'frames', 'lake', 'jitr'].includes(only)) {
-  throw new Error('BENCH_ONLY must be broker, uploads, gateway, frames, lake or jitr');
+const BENCHES = ['broker', 'uploads', 'gateway', 'frames', 'lake', 'jitr', 'firmware'];
+if (only !== undefined && !BENCHES.includes(only)) {
+  throw new Error(`BENCH_ONLY must be one of ${BENCHES.join(', ')}`);
 }
 const dataDir = mkdtempSync(join(tmpdir(), 'edgefleet-bench-'));
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -222,6 +226,29 @@ try {
       ],
     );
     results.jitr = j;
+  }
+  if (only === undefined || only === 'firmware') {
+    log(`firmware rollout benchmark: ${rounds} rounds x ${firmwareGateways} simulated gateways at once`);
+    const fw = await benchFirmware(
+      { dataDir: join(dataDir, 'firmware'), gateways: firmwareGateways, rounds },
+      log,
+    );
+    printTable(
+      'Firmware rollout through the firmware named shadow (median of rounds; real agents: verify, download, stage, switch, report)',
+      ['measure', 'value'],
+      [
+        ['simulated gateways (one wave)', fw.gateways],
+        ['firmware size, KiB', fw.firmwareBytes / 1024],
+        ['time until all report succeeded, ms', fw.allSucceededMs.toFixed(0)],
+        ['firmware shadow updates handled per second', fw.shadowUpdatesPerSec.toFixed(0)],
+        [
+          'local cloud RSS before -> peak during the rollout, MB',
+          `${fw.cloudRssBeforeMB.toFixed(0)} -> ${fw.cloudPeakRssMB.toFixed(0)}`,
+        ],
+        ['peak RSS of the process running the agents, MB', fw.gatewaysProcessRssMB.toFixed(0)],
+      ],
+    );
+    results.firmware = fw;
   }
   mkdirSync(join(process.cwd(), 'bench', 'results'), { recursive: true });
   const file = join(process.cwd(), 'bench', 'results', 'bench.json');
