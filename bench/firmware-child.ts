@@ -1,9 +1,11 @@
 /**
  * The simulated gateways of the firmware benchmark, in a process of their own (bench/firmware.ts forks
  * it with an IPC channel): one real FirmwareAgent per device, each on its own MQTT connection over
- * mutual TLS, applying with the built-in link mode in a directory of its own. Sends `ready` once every
+ * mutual TLS, applying with the built-in link mode in a directory of its own (the request, a JSON file
+ * named in argv[2], lists the devices). Sends `ready` once every
  * agent is connected; stops all of them on `stop` and exits.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { MqttChannel } from '../edge-component/adapters/mqtt-channel.js';
@@ -19,7 +21,7 @@ export interface FirmwareChildRequest {
   devices: { thing: string; cert: string; key: string; ca: string }[];
 }
 
-const req = JSON.parse(process.argv[2]!) as FirmwareChildRequest;
+const req = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as FirmwareChildRequest;
 const logger = pino({ level: 'silent' });
 const channels: MqttChannel[] = [];
 const agents: FirmwareAgent[] = [];

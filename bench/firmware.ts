@@ -77,7 +77,10 @@ async function round(dir: string, n: number, script: string) {
       trustedKeys,
       devices,
     };
-    const c = fork(script, [JSON.stringify(request)], {
+    // The request (every device's key and certificate) is too large for argv: it goes in a file.
+    const requestFile = join(dir, 'firmware-child.json');
+    writeFileSync(requestFile, JSON.stringify(request), { mode: 0o600 });
+    const c = fork(script, [requestFile], {
       env: { ...process.env, ...COMPONENT_ENV },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
