@@ -4,7 +4,7 @@
  * cloud or, with `--aws`, AWS with the default credential chain), device certificates for JITR,
  * revocation, and the JITR documents (allow-list and CRL) the activation function reads.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import {
   GetRegistrationCodeCommand,
@@ -20,8 +20,6 @@ import { REVOCATION_REASONS, readCrlFile, revokeCertificate } from '../certs-too
 import { issueDevice, THING_NAME } from '../certs-tooling/device.js';
 import { CertToolingError } from '../certs-tooling/errors.js';
 import { certificateId } from '../certs-tooling/x509.js';
-import { readRootCredentials } from '../cloud/local/credentials.js';
-import { runningLocalCloud } from '../cloud/local/index.js';
 import {
   JITR_ALLOW_LIST_KEY,
   type JitrAllowList,
@@ -31,6 +29,7 @@ import {
 import { LOCAL_RESULTS_BUCKET } from '../cloud/rules/resources.js';
 import { CliError } from './errors.js';
 import { parseFlags } from './options.js';
+import { checkTarget, clientConfigFor, readFlagFile, type TargetFlags } from './target.js';
 
 const dirFlag = z.string().min(1, 'is required');
 
@@ -108,20 +107,6 @@ async function tooling<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function readInput(path: string, flag: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    throw new CliError(
-      `invalid ${flag}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
-      2,
-      {
-        cause: err,
-      },
-    );
-  }
-}
-
 /** `certs ca create --out DIR [--cn NAME] [--key-type T] [--intermediate] [--force]`. */
 export async function caCreate(raw: Record<string, unknown>, io: CertsIo = { out: process.stdout }) {
   const flags = parseFlags(CaCreateFlags, raw);
@@ -161,42 +146,6 @@ export async function caVerificationCert(
   }
   await writeFile(flags.out, `${pem}\n`);
   io.out.write(`wrote verification certificate (CN=${flags.registrationCode}) to ${flags.out}\n`);
-}
-
-/** Where a command sends its requests: AWS, or the local cloud running on the data dir. */
-export interface TargetFlags {
-  local: boolean;
-  aws: boolean;
-  dataDir: string;
-  region?: string | undefined;
-}
-
-export function checkTarget(flags: TargetFlags): void {
-  if (flags.local === flags.aws) {
-    throw new CliError(
-      'invalid --local/--aws: give exactly one of --local (the running local cloud) or --aws',
-    );
-  }
-}
-
-/** SDK client settings for the target: AWS (default chain) or the running local cloud of the data dir. */
-export function clientConfigFor(flags: TargetFlags) {
-  if (flags.aws) return flags.region ? { region: flags.region } : {};
-  const running = runningLocalCloud(flags.dataDir);
-  if (!running) {
-    throw new CliError(
-      `no local cloud is running on ${flags.dataDir}; start one with \`npx edgefleet local up --data-dir ${flags.dataDir}\` or use --aws`,
-      1,
-    );
-  }
-  const credentials = readRootCredentials(flags.dataDir);
-  if (!credentials) throw new CliError(`${flags.dataDir}/credentials.json is missing`, 1);
-  return {
-    region: flags.region ?? 'us-east-1',
-    endpoint: `http://${running.host}:${running.httpPort}`,
-    credentials,
-    maxAttempts: 1,
-  };
 }
 
 /** The IoT client the flags ask for. */
@@ -342,7 +291,7 @@ export async function deviceIssue(raw: Record<string, unknown>, io: CertsIo = { 
   if ((flags.thing === undefined) === (flags.csr === undefined)) {
     throw new CliError('invalid --thing/--csr: give exactly one of --thing NAME or --csr FILE');
   }
-  const csrPem = flags.csr !== undefined ? await readInput(flags.csr, '--csr') : undefined;
+  const csrPem = flags.csr !== undefined ? await readFlagFile(flags.csr, '--csr') : undefined;
   const issued = await tooling(async () => {
     const ca = await loadCa(flags.ca);
     return issueDevice(
@@ -368,7 +317,7 @@ export async function deviceIssue(raw: Record<string, unknown>, io: CertsIo = { 
 /** `certs device revoke --ca DIR --cert FILE [--reason R]`. */
 export async function deviceRevoke(raw: Record<string, unknown>, io: CertsIo = { out: process.stdout }) {
   const flags = parseFlags(RevokeFlags, raw);
-  const certPem = await readInput(flags.cert, '--cert');
+  const certPem = await readFlagFile(flags.cert, '--cert');
   const r = await tooling(async () => revokeCertificate(await loadCa(flags.ca), certPem, flags.reason));
   io.out.write(
     [

@@ -17,10 +17,9 @@ import {
 } from '@aws-sdk/client-rekognition';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { readRootCredentials } from '../cloud/local/credentials.js';
-import { runningLocalCloud } from '../cloud/local/index.js';
 import { CliError } from './errors.js';
 import { parseFlags } from './options.js';
+import { clientConfigFor } from './target.js';
 
 const TargetFlags = z.object({
   collection: z
@@ -55,22 +54,7 @@ export interface FacesIo {
 
 /** The Rekognition client the flags ask for: AWS (default chain) or the running local cloud. */
 function clientFor(flags: z.output<typeof TargetFlags>): RekognitionClient {
-  if (flags.aws) return new RekognitionClient(flags.region ? { region: flags.region } : {});
-  const running = runningLocalCloud(flags.dataDir);
-  if (!running) {
-    throw new CliError(
-      `no local cloud is running on ${flags.dataDir}; start one with \`npx edgefleet local up --data-dir ${flags.dataDir}\` or use --aws`,
-      1,
-    );
-  }
-  const credentials = readRootCredentials(flags.dataDir);
-  if (!credentials) throw new CliError(`${flags.dataDir}/credentials.json is missing`, 1);
-  return new RekognitionClient({
-    region: flags.region ?? 'us-east-1',
-    endpoint: `http://${running.host}:${running.httpPort}`,
-    credentials,
-    maxAttempts: 1,
-  });
+  return new RekognitionClient(clientConfigFor(flags));
 }
 
 async function readImage(path: string): Promise<Uint8Array> {

@@ -4,7 +4,7 @@
  * the account's root credentials) or AWS (`--aws`, the default credential chain).
  */
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { DescribeEndpointCommand, IoTClient, IoTServiceException } from '@aws-sdk/client-iot';
@@ -14,7 +14,6 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { LOCAL_FIRMWARE_BUCKET } from '../cloud/rules/resources.js';
 import { ManifestBodySchema } from '../protocol/firmware.js';
-import { checkTarget, clientConfigFor, type TargetFlags } from './certs.js';
 import { CliError } from './errors.js';
 import { FleetError } from './fleet/errors.js';
 import {
@@ -34,6 +33,7 @@ import {
   type ThingSelection,
 } from './fleet/rollout.js';
 import { parseFlags } from './options.js';
+import { checkTarget, clientConfigFor, readFlagFile, type TargetFlags } from './target.js';
 
 const TargetSchema = z.object({
   local: z.boolean().default(false),
@@ -166,20 +166,6 @@ async function withClients<T>(
   }
 }
 
-async function readText(path: string, flag: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    throw new CliError(
-      `invalid ${flag}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
-      2,
-      {
-        cause: err,
-      },
-    );
-  }
-}
-
 /** `fleet firmware keygen --out DIR [--key-id ID]`: signer.key (0600), signer.pub, signer.json. */
 export async function firmwareKeygen(raw: Record<string, unknown>, io: FleetIo = { out: process.stdout }) {
   const flags = parseFlags(KeygenFlags, raw);
@@ -209,7 +195,7 @@ export async function firmwarePublish(raw: Record<string, unknown>, io: FleetIo 
   const flags = parseFlags(PublishFlags, raw);
   checkTarget(flags as TargetFlags);
   const bucket = bucketFor(flags);
-  const key = await call(async () => signerKey(await readText(flags.key, '--key')));
+  const key = await call(async () => signerKey(await readFlagFile(flags.key, '--key')));
   const keyId = flags.keyId ?? keyIdOf(key);
   if (!existsSync(flags.file)) throw new CliError(`invalid --file: ${flags.file} does not exist`);
   const published = await withClients(flags, io, (c) =>
@@ -283,7 +269,7 @@ export async function firmwareRollout(
   const selection = selectionOf(flags);
   if ('all' in selection) throw new CliError('invalid --things/--thing-group: give one of them');
   const bucket = bucketFor(flags);
-  const trustText = await readText(flags.trust, '--trust');
+  const trustText = await readFlagFile(flags.trust, '--trust');
   let trustRaw: unknown;
   try {
     trustRaw = JSON.parse(trustText);
