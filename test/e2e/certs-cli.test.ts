@@ -1,5 +1,3 @@
-/** `edgefleet certs ...` as an installer runs it: a CA, device certificates, and CA registration. */
-import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -7,32 +5,8 @@ import { join } from 'node:path';
 import { DescribeCACertificateCommand, IoTClient } from '@aws-sdk/client-iot';
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { certificateId, createCsr } from '../../certs-tooling/x509.js';
+import { runCli, SPAWNING_TEST_MS } from '../helpers/cli.js';
 import { removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
-
-const BIN = join(process.cwd(), 'bin', 'edgefleet.js');
-// Every test spawns the CLI several times, and each start loads the TypeScript sources through tsx.
-const SPAWNING_TEST_MS = 90_000;
-
-interface Run {
-  code: number | null;
-  out: string;
-  err: string;
-}
-
-function run(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
-}
 
 let work: string;
 let tc: TestCloud;
@@ -50,18 +24,27 @@ it(
   'ca create, device issue (new key and CSR), revoke',
   async () => {
     const ca = join(work, 'ca');
-    const created = await run(['certs', 'ca', 'create', '--out', ca, '--cn', 'Plant CA', '--intermediate']);
+    const created = await runCli([
+      'certs',
+      'ca',
+      'create',
+      '--out',
+      ca,
+      '--cn',
+      'Plant CA',
+      '--intermediate',
+    ]);
     expect(created).toMatchObject({ code: 0 });
     expect(created.out).toMatch(/created root and intermediate CA \(ec-p256\)/);
     expect(statSync(join(ca, 'ca.key')).mode & 0o777).toBe(0o600);
     expect(statSync(join(ca, 'intermediate.key')).mode & 0o777).toBe(0o600);
 
-    const again = await run(['certs', 'ca', 'create', '--out', ca]);
+    const again = await runCli(['certs', 'ca', 'create', '--out', ca]);
     expect(again.code).toBe(1);
     expect(again.err).toMatch(/--force/);
 
     const dev = join(work, 'dev');
-    const issued = await run(['certs', 'device', 'issue', '--ca', ca, '--thing', 'press-1', '--out', dev]);
+    const issued = await runCli(['certs', 'device', 'issue', '--ca', ca, '--thing', 'press-1', '--out', dev]);
     expect(issued).toMatchObject({ code: 0 });
     expect(issued.out).toMatch(/issued device certificate for thing press-1/);
     expect(statSync(join(dev, 'device.key')).mode & 0o777).toBe(0o600);
@@ -75,12 +58,12 @@ it(
     const csrFile = join(work, 'cam-9.csr');
     await writeFile(csrFile, csrPem);
     const fromCsr = join(work, 'cam');
-    const signed = await run(['certs', 'device', 'issue', '--ca', ca, '--csr', csrFile, '--out', fromCsr]);
+    const signed = await runCli(['certs', 'device', 'issue', '--ca', ca, '--csr', csrFile, '--out', fromCsr]);
     expect(signed).toMatchObject({ code: 0 });
     expect(existsSync(join(fromCsr, 'device.key'))).toBe(false);
     expect(new X509Certificate(await readFile(join(fromCsr, 'device.crt'), 'utf8')).subject).toBe('CN=cam-9');
 
-    const revoked = await run([
+    const revoked = await runCli([
       'certs',
       'device',
       'revoke',
@@ -104,17 +87,17 @@ it(
   'rejects bad flags naming the flag, with exit 2',
   async () => {
     const ca = join(work, 'ca-flags');
-    const keyType = await run(['certs', 'ca', 'create', '--out', ca, '--key-type', 'dsa']);
+    const keyType = await runCli(['certs', 'ca', 'create', '--out', ca, '--key-type', 'dsa']);
     expect(keyType.code).toBe(2);
     expect(keyType.err).toMatch(/--key-type/);
-    expect((await run(['certs', 'ca', 'create', '--out', ca])).code).toBe(0);
-    const both = await run(['certs', 'device', 'issue', '--ca', ca, '--out', join(work, 'x')]);
+    expect((await runCli(['certs', 'ca', 'create', '--out', ca])).code).toBe(0);
+    const both = await runCli(['certs', 'device', 'issue', '--ca', ca, '--out', join(work, 'x')]);
     expect(both.code).toBe(2);
     expect(both.err).toMatch(/--thing/);
-    const name = await run(['certs', 'device', 'issue', '--ca', ca, '--thing', 'bad name', '--out', work]);
+    const name = await runCli(['certs', 'device', 'issue', '--ca', ca, '--thing', 'bad name', '--out', work]);
     expect(name.code).toBe(2);
     expect(name.err).toMatch(/--thing/);
-    const days = await run([
+    const days = await runCli([
       'certs',
       'device',
       'issue',
@@ -129,10 +112,10 @@ it(
     ]);
     expect(days.code).toBe(2);
     expect(days.err).toMatch(/--days/);
-    const target = await run(['certs', 'ca', 'register', '--ca', ca]);
+    const target = await runCli(['certs', 'ca', 'register', '--ca', ca]);
     expect(target.code).toBe(2);
     expect(target.err).toMatch(/--local/);
-    const reason = await run([
+    const reason = await runCli([
       'certs',
       'device',
       'revoke',
@@ -153,8 +136,8 @@ it(
   'ca register --local registers the issuing CA as ACTIVE with auto-registration',
   async () => {
     const ca = join(work, 'ca-reg');
-    expect((await run(['certs', 'ca', 'create', '--out', ca, '--intermediate'])).code).toBe(0);
-    const reg = await run([
+    expect((await runCli(['certs', 'ca', 'create', '--out', ca, '--intermediate'])).code).toBe(0);
+    const reg = await runCli([
       'certs',
       'ca',
       'register',
@@ -183,11 +166,11 @@ it(
       iot.destroy();
     }
 
-    const dup = await run(['certs', 'ca', 'register', '--ca', ca, '--local', '--data-dir', tc.dataDir]);
+    const dup = await runCli(['certs', 'ca', 'register', '--ca', ca, '--local', '--data-dir', tc.dataDir]);
     expect(dup.code).toBe(1);
     expect(dup.err).toMatch(/ResourceAlreadyExistsException/);
 
-    const none = await run([
+    const none = await runCli([
       'certs',
       'ca',
       'register',

@@ -1,9 +1,3 @@
-/**
- * `edgefleet certs jitr publish` as an installer runs it against the running local cloud: the allow-list
- * and the CA's CRL land in the results bucket where the JITR activation function reads them, and the
- * function decides with them (a revoked device is refused, an allow-listed one joins).
- */
-import { spawn } from 'node:child_process';
 import { copyFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeCertificateCommand, IoTClient } from '@aws-sdk/client-iot';
@@ -18,32 +12,8 @@ import {
   jitrCrlKey,
 } from '../../cloud/rules/jitr.js';
 import { LOCAL_RESULTS_BUCKET } from '../../cloud/rules/resources.js';
+import { runCli, SPAWNING_TEST_MS } from '../helpers/cli.js';
 import { removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
-
-const BIN = join(process.cwd(), 'bin', 'edgefleet.js');
-// Every test spawns the CLI several times, and each start loads the TypeScript sources through tsx.
-const SPAWNING_TEST_MS = 120_000;
-
-interface Run {
-  code: number | null;
-  out: string;
-  err: string;
-}
-
-function run(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
-}
 
 const context: LambdaContext = {
   functionName: JITR_ACTIVATION_FUNCTION_NAME,
@@ -83,8 +53,8 @@ it(
   'jitr publish --local writes the allow-list and the CRL the activation function decides with',
   async () => {
     const ca = join(work, 'ca');
-    expect((await run(['certs', 'ca', 'create', '--out', ca, '--intermediate'])).code).toBe(0);
-    const reg = await run([
+    expect((await runCli(['certs', 'ca', 'create', '--out', ca, '--intermediate'])).code).toBe(0);
+    const reg = await runCli([
       'certs',
       'ca',
       'register',
@@ -99,14 +69,14 @@ it(
     const caId = certificateId(await readFile(join(ca, 'intermediate.crt'), 'utf8'));
     const issue = async (thing: string) => {
       const dir = join(work, thing);
-      expect((await run(['certs', 'device', 'issue', '--ca', ca, '--thing', thing, '--out', dir])).code).toBe(
-        0,
-      );
+      expect(
+        (await runCli(['certs', 'device', 'issue', '--ca', ca, '--thing', thing, '--out', dir])).code,
+      ).toBe(0);
       return readFile(join(dir, 'device.crt'), 'utf8');
     };
     const kept = await issue('press-1');
     const lost = await issue('press-2');
-    const revoked = await run([
+    const revoked = await runCli([
       'certs',
       'device',
       'revoke',
@@ -117,7 +87,7 @@ it(
     ]);
     expect(revoked.code).toBe(0);
 
-    const published = await run([
+    const published = await runCli([
       'certs',
       'jitr',
       'publish',
@@ -164,8 +134,8 @@ it(
 
     // A CA without crl.pem: the allow-list is written, no CRL is uploaded.
     const fresh = join(work, 'fresh');
-    expect((await run(['certs', 'ca', 'create', '--out', fresh])).code).toBe(0);
-    const noCrl = await run([
+    expect((await runCli(['certs', 'ca', 'create', '--out', fresh])).code).toBe(0);
+    const noCrl = await runCli([
       'certs',
       'jitr',
       'publish',
@@ -188,39 +158,39 @@ it(
   'rejects bad flags naming the flag (exit 2), and a missing local cloud (exit 1)',
   async () => {
     const ca = join(work, 'ca-flags');
-    expect((await run(['certs', 'ca', 'create', '--out', ca])).code).toBe(0);
+    expect((await runCli(['certs', 'ca', 'create', '--out', ca])).code).toBe(0);
     const base = ['certs', 'jitr', 'publish', '--ca', ca];
-    const nothing = await run([...base, '--local', '--data-dir', tc.dataDir]);
+    const nothing = await runCli([...base, '--local', '--data-dir', tc.dataDir]);
     expect(nothing.code).toBe(2);
     expect(nothing.err).toMatch(/--cn-pattern\/--serial/);
-    const regex = await run([...base, '--local', '--cn-pattern', 'press-(', '--data-dir', tc.dataDir]);
+    const regex = await runCli([...base, '--local', '--cn-pattern', 'press-(', '--data-dir', tc.dataDir]);
     expect(regex.code).toBe(2);
     expect(regex.err).toMatch(/invalid --cn-pattern: must be a valid regular expression/);
-    const serial = await run([...base, '--local', '--serial', 'xyz', '--data-dir', tc.dataDir]);
+    const serial = await runCli([...base, '--local', '--serial', 'xyz', '--data-dir', tc.dataDir]);
     expect(serial.code).toBe(2);
     expect(serial.err).toMatch(/invalid --serial/);
-    const target = await run([...base, '--cn-pattern', 'x']);
+    const target = await runCli([...base, '--cn-pattern', 'x']);
     expect(target.code).toBe(2);
     expect(target.err).toMatch(/--local\/--aws/);
-    const bucket = await run([...base, '--aws', '--cn-pattern', 'x']);
+    const bucket = await runCli([...base, '--aws', '--cn-pattern', 'x']);
     expect(bucket.code).toBe(2);
     expect(bucket.err).toMatch(/--results-bucket: is required with --aws/);
-    const none = await run([...base, '--local', '--cn-pattern', 'x', '--data-dir', join(work, 'nope')]);
+    const none = await runCli([...base, '--local', '--cn-pattern', 'x', '--data-dir', join(work, 'nope')]);
     expect(none.code).toBe(1);
     expect(none.err).toMatch(/no local cloud is running/);
 
     // A crl.pem that another CA signed is not published (the function would refuse every device).
     const otherCa = join(work, 'ca-other');
-    expect((await run(['certs', 'ca', 'create', '--out', otherCa])).code).toBe(0);
+    expect((await runCli(['certs', 'ca', 'create', '--out', otherCa])).code).toBe(0);
     const dev = join(work, 'other-dev');
     expect(
-      (await run(['certs', 'device', 'issue', '--ca', otherCa, '--thing', 'x-1', '--out', dev])).code,
+      (await runCli(['certs', 'device', 'issue', '--ca', otherCa, '--thing', 'x-1', '--out', dev])).code,
     ).toBe(0);
     expect(
-      (await run(['certs', 'device', 'revoke', '--ca', otherCa, '--cert', join(dev, 'device.crt')])).code,
+      (await runCli(['certs', 'device', 'revoke', '--ca', otherCa, '--cert', join(dev, 'device.crt')])).code,
     ).toBe(0);
     await copyFile(join(otherCa, 'crl.pem'), join(ca, 'crl.pem'));
-    const foreign = await run([...base, '--local', '--cn-pattern', 'x', '--data-dir', tc.dataDir]);
+    const foreign = await runCli([...base, '--local', '--cn-pattern', 'x', '--data-dir', tc.dataDir]);
     expect(foreign.code).toBe(1);
     expect(foreign.err).toMatch(/crl\.pem is not signed by the issuing CA/);
   },

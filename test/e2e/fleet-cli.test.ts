@@ -1,5 +1,3 @@
-/** `edgefleet fleet firmware ...` as an operator runs it against a running local cloud. */
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -8,32 +6,8 @@ import { IoTDataPlaneClient, UpdateThingShadowCommand } from '@aws-sdk/client-io
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { readFirmwareShadow } from '../../cli/fleet/rollout.js';
 import { type FirmwareReport, ManifestSchema, verifyManifestSignature } from '../../protocol/firmware.js';
+import { runCli, SPAWNING_TEST_MS } from '../helpers/cli.js';
 import { eventually, removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
-
-const BIN = join(process.cwd(), 'bin', 'edgefleet.js');
-// Every test spawns the CLI several times, and each start loads the TypeScript sources through tsx.
-const SPAWNING_TEST_MS = 90_000;
-
-interface Run {
-  code: number | null;
-  out: string;
-  err: string;
-}
-
-function run(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
-}
 
 let work: string;
 let tc: TestCloud;
@@ -64,7 +38,7 @@ it(
   async () => {
     const local = ['--local', '--data-dir', tc.dataDir];
     const keys = join(work, 'keys');
-    const keygen = await run(['fleet', 'firmware', 'keygen', '--out', keys]);
+    const keygen = await runCli(['fleet', 'firmware', 'keygen', '--out', keys]);
     expect(keygen).toMatchObject({ code: 0 });
     expect(statSync(join(keys, 'signer.key')).mode & 0o777).toBe(0o600);
     const trust = JSON.parse(await readFile(join(keys, 'signer.json'), 'utf8')) as Record<string, string>;
@@ -72,7 +46,7 @@ it(
     expect(keyId).toMatch(/^[0-9a-f]{16}$/);
     expect(keygen.out).toContain(`key id: ${keyId}`);
     expect(trust[keyId!]).toBe(await readFile(join(keys, 'signer.pub'), 'utf8'));
-    expect((await run(['fleet', 'firmware', 'keygen', '--out', keys])).code).toBe(1);
+    expect((await runCli(['fleet', 'firmware', 'keygen', '--out', keys])).code).toBe(1);
 
     const image = randomBytes(100_000);
     const fw = join(work, 'fw.bin');
@@ -88,7 +62,7 @@ it(
       '--target',
       'gateway',
     ];
-    const published = await run([...publishArgs, '--key', join(keys, 'signer.key'), ...local]);
+    const published = await runCli([...publishArgs, '--key', join(keys, 'signer.key'), ...local]);
     expect(published).toMatchObject({ code: 0 });
     const manifest = ManifestSchema.parse(JSON.parse(published.out.slice(published.out.indexOf('{'))));
     expect(manifest).toMatchObject({
@@ -100,10 +74,10 @@ it(
       url: `s3://edgefleet-firmware/firmware/gateway/2.1.0/${manifest.sha256}.bin`,
     });
     expect(verifyManifestSignature(manifest, trust[keyId!]!)).toBe(true);
-    const again = await run([...publishArgs, '--key', join(keys, 'signer.key'), ...local]);
+    const again = await runCli([...publishArgs, '--key', join(keys, 'signer.key'), ...local]);
     expect(again.code).toBe(1);
     expect(again.err).toMatch(/already published/);
-    const badVersion = await run([
+    const badVersion = await runCli([
       ...publishArgs.slice(0, 5),
       '--version',
       'v2',
@@ -133,7 +107,7 @@ it(
         updatedAt: '2026-01-01T00:00:00Z',
       });
     })();
-    const rollout = await run([
+    const rollout = await runCli([
       'fleet',
       'firmware',
       'rollout',
@@ -154,7 +128,7 @@ it(
     expect(rollout.out).toContain('wave 1/1: 1 things, 1 succeeded, 0 failed');
     expect(rollout.out).toMatch(/done: 1 succeeded, 0 failed/);
 
-    const json = await run(['fleet', 'firmware', 'status', '--format', 'json', ...local]);
+    const json = await runCli(['fleet', 'firmware', 'status', '--format', 'json', ...local]);
     expect(json).toMatchObject({ code: 0 });
     expect(JSON.parse(json.out)).toEqual([
       {
@@ -166,7 +140,7 @@ it(
       },
       { thing: 'st-2' },
     ]);
-    const table = await run(['fleet', 'firmware', 'status', '--things', 'st-1', ...local]);
+    const table = await runCli(['fleet', 'firmware', 'status', '--things', 'st-1', ...local]);
     expect(table).toMatchObject({ code: 0 });
     const lines = table.out.trimEnd().split('\n');
     expect(lines[0]).toMatch(
@@ -175,7 +149,7 @@ it(
     expect(lines[1]).toMatch(/^st-1\s+2\.1\.0\s+succeeded\s+-\s+-\s+-\s+2\.0\.0\s+2026-01-01T00:00:00Z$/);
     expect(lines).toHaveLength(2);
 
-    const noTargets = await run([
+    const noTargets = await runCli([
       'fleet',
       'firmware',
       'rollout',

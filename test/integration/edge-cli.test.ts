@@ -1,32 +1,11 @@
-/**
- * `edgefleet gateway upload` as a user runs it: bad flags, configuration and keys are reported clearly
- * with a non-zero exit code, before any connection is attempted. (A successful upload through the CLI
- * is in edge-upload.test.ts, which has the local cloud it needs.)
- */
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
+import { runCli } from '../helpers/cli.js';
 import { removeDir, tempDir } from '../helpers/cloud.js';
 
-const BIN = join(process.cwd(), 'bin', 'edgefleet.js');
 const dir = tempDir('edgefleet-gateway-cli-');
 afterAll(() => removeDir(dir));
-
-function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    child.on('exit', (code) => resolve({ code, out, err }));
-  });
-}
 
 const config = join(dir, 'gw.json');
 const file = join(dir, 'data.bin');
@@ -44,19 +23,19 @@ writeFileSync(
 
 describe('edgefleet gateway upload', () => {
   it('lists the command in the help', async () => {
-    const r = await run(['gateway', '--help']);
+    const r = await runCli(['gateway', '--help']);
     expect(r.out).toContain('upload [options] <file>');
   });
 
   it('requires --key and --config', async () => {
-    const r = await run(['gateway', 'upload', file, '--config', config]);
+    const r = await runCli(['gateway', 'upload', file, '--config', config]);
     expect(r.code).not.toBe(0);
     expect(r.err).toContain("required option '--key <key>' not specified");
   });
 
   it('reports a missing configuration file', async () => {
     const missing = join(dir, 'nope.json');
-    const r = await run(['gateway', 'upload', file, '--key', 'raw/gw-cli-1/a.bin', '--config', missing]);
+    const r = await runCli(['gateway', 'upload', file, '--key', 'raw/gw-cli-1/a.bin', '--config', missing]);
     expect(r.code).toBe(2);
     expect(r.err).toBe(`edgefleet: cannot read gateway configuration ${missing} (ENOENT)\n`);
   });
@@ -64,14 +43,14 @@ describe('edgefleet gateway upload', () => {
   it('reports an invalid configuration by field', async () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ thingName: 'gw-cli-1', credentials: { refreshMarginSeconds: -1 } }));
-    const r = await run(['gateway', 'upload', file, '--key', 'raw/gw-cli-1/a.bin', '--config', bad]);
+    const r = await runCli(['gateway', 'upload', file, '--key', 'raw/gw-cli-1/a.bin', '--config', bad]);
     expect(r.code).toBe(2);
     expect(r.err).toContain('credentials.refreshMarginSeconds: must be an integer from 0 to 43200');
     expect(r.err).toContain('aws: is required');
   });
 
   it('refuses a key outside the thing prefixes before connecting', async () => {
-    const r = await run(['gateway', 'upload', file, '--key', 'raw/gw-other/a.bin', '--config', config]);
+    const r = await runCli(['gateway', 'upload', file, '--key', 'raw/gw-other/a.bin', '--config', config]);
     expect(r.code).toBe(2);
     expect(r.err).toBe(
       "edgefleet: object key 'raw/gw-other/a.bin' must start with 'raw/gw-cli-1/' or 'frames/gw-cli-1/': thing gw-cli-1 may only write under its own prefixes\n",
@@ -79,7 +58,7 @@ describe('edgefleet gateway upload', () => {
   });
 
   it('reports a missing file to upload', async () => {
-    const r = await run([
+    const r = await runCli([
       'gateway',
       'upload',
       join(dir, 'missing.bin'),
@@ -93,7 +72,7 @@ describe('edgefleet gateway upload', () => {
   });
 
   it('reports unreadable device certificate files by their configuration field', async () => {
-    const r = await run(['gateway', 'upload', file, '--key', 'raw/gw-cli-1/a.bin', '--config', config]);
+    const r = await runCli(['gateway', 'upload', file, '--key', 'raw/gw-cli-1/a.bin', '--config', config]);
     expect(r.code).toBe(2);
     expect(r.err).toBe(`edgefleet: iot.certFile: cannot read ${join(dir, 'device.crt')} (ENOENT)\n`);
   });

@@ -1,10 +1,3 @@
-/**
- * The local Athena (`edgefleet lake`): DuckDB views over the local S3's files. The objects are written
- * through the local S3's object store, at the keys the producers use: Firehose (streamed telemetry),
- * the gateway's batches, the event-ack function, the gateway's frame sidecars and the frame-analysis
- * function's results.
- */
-import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +18,7 @@ import { LOCAL_DATA_BUCKET, LOCAL_RESULTS_BUCKET } from '../../cloud/rules/resou
 import { batchId, batchKey } from '../../edge-component/batching.js';
 import { type FrameMetadata, frameObjectKeys } from '../../edge-component/frames/keys.js';
 import { eventObjectKey } from '../../protocol/events.js';
+import { runCli } from '../helpers/cli.js';
 import { removeDir, tempDir } from '../helpers/cloud.js';
 
 const dirs: string[] = [];
@@ -437,30 +431,9 @@ describe('an engine', () => {
   });
 });
 
-interface Run {
-  code: number | null;
-  out: string;
-  err: string;
-}
-
-function cli(args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, [join(process.cwd(), 'bin', 'edgefleet.js'), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, out, err })));
-}
-
 describe('the CLI', () => {
   it('lake query prints JSON rows', async () => {
-    const r = await cli([
+    const r = await runCli([
       'lake',
       'query',
       'SELECT thing, hour, count(*) AS n, max(ts) AS last, any_value(data) AS d FROM telemetry LEFT JOIN (SELECT data FROM events LIMIT 1) ON true GROUP BY ALL ORDER BY ALL',
@@ -482,7 +455,7 @@ describe('the CLI', () => {
   });
 
   it('lake tables prints CSV, and the default table format has a row count', async () => {
-    const csv = await cli(['lake', 'tables', '--data-dir', lake.dataDir, '--format', 'csv']);
+    const csv = await runCli(['lake', 'tables', '--data-dir', lake.dataDir, '--format', 'csv']);
     expect(csv.code).toBe(0);
     expect(csv.out.split('\r\n')).toEqual([
       'name,description,rows',
@@ -492,7 +465,7 @@ describe('the CLI', () => {
       ),
       '',
     ]);
-    const table = await cli([
+    const table = await runCli([
       'lake',
       'query',
       'SELECT count(*) AS n FROM frames',
@@ -504,15 +477,15 @@ describe('the CLI', () => {
   });
 
   it('reports SQL errors and bad flags without a stack trace', async () => {
-    const sql = await cli(['lake', 'query', 'SELECT nope FROM telemetry', '--data-dir', lake.dataDir]);
+    const sql = await runCli(['lake', 'query', 'SELECT nope FROM telemetry', '--data-dir', lake.dataDir]);
     expect(sql.code).toBe(1);
     expect(sql.out).toBe('');
     expect(sql.err).toMatch(/^edgefleet: query failed: Binder Error: .*nope/);
     expect(sql.err).not.toMatch(/\n\s+at /);
-    const flag = await cli(['lake', 'query', 'SELECT 1', '--data-dir', lake.dataDir, '--format', 'xml']);
+    const flag = await runCli(['lake', 'query', 'SELECT 1', '--data-dir', lake.dataDir, '--format', 'xml']);
     expect(flag.code).toBe(2);
     expect(flag.err).toBe('edgefleet: invalid --format: must be one of table, csv, json\n');
-    const dir = await cli(['lake', 'tables', '--data-dir', join(lake.dataDir, 'nope')]);
+    const dir = await runCli(['lake', 'tables', '--data-dir', join(lake.dataDir, 'nope')]);
     expect(dir.code).toBe(2);
     expect(dir.err).toMatch(/does not exist/);
   });
