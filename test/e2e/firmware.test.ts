@@ -16,12 +16,9 @@ import pino from 'pino';
 import { generateSignerKey, publishFirmware, signerKey } from '../../cli/fleet/firmware.js';
 import { readFirmwareShadow, runRollout } from '../../cli/fleet/rollout.js';
 import { LOCAL_DATA_BUCKET, LOCAL_FIRMWARE_BUCKET } from '../../cloud/rules/resources.js';
-import { mqttChannelFromConfig } from '../../edge-component/adapters/mqtt-channel.js';
 import { loadGatewayConfig } from '../../edge-component/config.js';
-import { credentialProviderFromConfig } from '../../edge-component/credentials.js';
-import { Gateway } from '../../edge-component/gateway.js';
-import { S3Uploader } from '../../edge-component/uploader.js';
 import { eventually, removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
+import { startStandaloneGateway } from '../helpers/gateway.js';
 
 const logger = pino({ level: 'silent' });
 let tc: TestCloud;
@@ -65,21 +62,9 @@ async function startGateway(thing: string, trusted: Record<string, string>, self
       },
     }),
   );
-  const config = loadGatewayConfig(file);
-  const channel = mqttChannelFromConfig(config.iot!, thing, { logger });
-  const credentials = credentialProviderFromConfig(config, { channel, logger });
-  const uploader = S3Uploader.fromConfig(config, credentials, { logger });
-  const gateway = await Gateway.start(config, { channel, uploader, logger });
-  await eventually(() => (channel.connected ? true : undefined), `${thing} connected`);
-  return {
-    dir: join(dev.outDir, 'firmware'),
-    async stop() {
-      await gateway.stop();
-      uploader.destroy();
-      await credentials.close();
-      await channel.close();
-    },
-  };
+  const gw = await startStandaloneGateway(loadGatewayConfig(file), logger);
+  await eventually(() => (gw.channel.connected ? true : undefined), `${thing} connected`);
+  return { dir: join(dev.outDir, 'firmware'), stop: gw.stop };
 }
 
 it('rolls a signed firmware out to two gateways: one succeeds, the one whose self-test fails rolls back', async () => {

@@ -24,12 +24,9 @@ import { issueDevice } from '../../certs-tooling/device.js';
 import { certificateId } from '../../certs-tooling/x509.js';
 import { JITR_ALLOW_LIST_KEY, jitrEventTopic } from '../../cloud/rules/jitr.js';
 import { LOCAL_DATA_BUCKET, LOCAL_RESULTS_BUCKET } from '../../cloud/rules/resources.js';
-import { mqttChannelFromConfig } from '../../edge-component/adapters/mqtt-channel.js';
 import { loadGatewayConfig } from '../../edge-component/config.js';
-import { credentialProviderFromConfig } from '../../edge-component/credentials.js';
-import { Gateway } from '../../edge-component/gateway.js';
-import { S3Uploader } from '../../edge-component/uploader.js';
 import { eventually, removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
+import { startStandaloneGateway } from '../helpers/gateway.js';
 
 const THING = 'gw-jitr-1';
 const logger = pino({ level: 'silent' });
@@ -103,11 +100,8 @@ it('a gateway with a certificate from a registered CA joins on its own and gets 
       events: { retransmitInitialMs: 500, retransmitMaxMs: 2000 },
     }),
   );
-  const config = loadGatewayConfig(file);
-  const channel = mqttChannelFromConfig(config.iot!, THING, { logger });
-  const credentials = credentialProviderFromConfig(config, { channel, logger });
-  const uploader = S3Uploader.fromConfig(config, credentials, { logger });
-  const gateway = await Gateway.start(config, { channel, uploader, logger });
+  const gw = await startStandaloneGateway(loadGatewayConfig(file), logger);
+  const { gateway } = gw;
   try {
     // The first event is spooled at once and sent as soon as the gateway is let in.
     await gateway.emitEvent('state-change', { state: 'installed' });
@@ -134,9 +128,6 @@ it('a gateway with a certificate from a registered CA joins on its own and gets 
     const principals = await iot.send(new ListThingPrincipalsCommand({ thingName: THING }));
     expect(principals.principals).toEqual([cert.certificateDescription!.certificateArn]);
   } finally {
-    await gateway.stop();
-    uploader.destroy();
-    await credentials.close();
-    await channel.close();
+    await gw.stop();
   }
 });

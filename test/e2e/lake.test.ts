@@ -12,12 +12,10 @@ import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import pino from 'pino';
 import { LakeEngine } from '../../cloud/local/lake/index.js';
 import { LOCAL_DATA_BUCKET } from '../../cloud/rules/resources.js';
-import { mqttChannelFromConfig } from '../../edge-component/adapters/mqtt-channel.js';
-import { type GatewayConfig, loadGatewayConfig } from '../../edge-component/config.js';
-import { credentialProviderFromConfig } from '../../edge-component/credentials.js';
-import { Gateway, STREAMS } from '../../edge-component/gateway.js';
-import { S3Uploader } from '../../edge-component/uploader.js';
+import { loadGatewayConfig } from '../../edge-component/config.js';
+import { type Gateway, STREAMS } from '../../edge-component/gateway.js';
 import { eventually, removeDir, startTestCloud, type TestCloud } from '../helpers/cloud.js';
+import { startStandaloneGateway } from '../helpers/gateway.js';
 
 const STREAMING = 'gw-lake-stream';
 const BATCHING = 'gw-lake-batch';
@@ -61,21 +59,9 @@ async function startGateway(thing: string, delivery: 'stream' | 'upload') {
       telemetry: { delivery },
     }),
   );
-  const config: GatewayConfig = loadGatewayConfig(file);
-  const channel = mqttChannelFromConfig(config.iot!, thing, { logger });
-  const credentials = credentialProviderFromConfig(config, { channel, logger });
-  const uploader = S3Uploader.fromConfig(config, credentials, { logger });
-  const gateway = await Gateway.start(config, { channel, uploader, logger });
-  await eventually(() => (channel.connected ? true : undefined), `${thing} connected`);
-  return {
-    gateway,
-    async stop() {
-      await gateway.stop();
-      uploader.destroy();
-      await credentials.close();
-      await channel.close();
-    },
-  };
+  const gw = await startStandaloneGateway(loadGatewayConfig(file), logger);
+  await eventually(() => (gw.channel.connected ? true : undefined), `${thing} connected`);
+  return gw;
 }
 
 function filesUnder(dir: string): string[] {
