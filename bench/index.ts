@@ -8,11 +8,13 @@
  * BENCH_LAKE_RECORDS (records the lake query aggregates, default 1000000),
  * BENCH_JITR_DEVICES (devices joining at once, default 100),
  * BENCH_FIRMWARE_GATEWAYS (simulated gateways of the firmware rollout, default 200),
- * BENCH_ONLY (broker | uploads | gateway | frames | lake | jitr | firmware).
+ * BENCH_ANOMALY_READINGS (readings per detector round, default 200000),
+ * BENCH_ONLY (broker | uploads | gateway | frames | lake | jitr | firmware | anomaly).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { benchAnomaly } from './anomaly.js';
 import { benchBroker } from './broker.js';
 import { bundleScript, runScript } from './child.js';
 import { benchFirmware } from './firmware.js';
@@ -45,7 +47,8 @@ const lakeQueryRecords = int('BENCH_LAKE_RECORDS', 1_000_000);
 const jitrDevices = int('BENCH_JITR_DEVICES', 100);
 const firmwareGateways = int('BENCH_FIRMWARE_GATEWAYS', 200);
 const only = process.env.BENCH_ONLY;
-const BENCHES = ['broker', 'uploads', 'gateway', 'frames', 'lake', 'jitr', 'firmware'];
+const anomalyReadings = int('BENCH_ANOMALY_READINGS', 200_000);
+const BENCHES = ['broker', 'uploads', 'gateway', 'frames', 'lake', 'jitr', 'firmware', 'anomaly'];
 if (only !== undefined && !BENCHES.includes(only)) {
   throw new Error(`BENCH_ONLY must be one of ${BENCHES.join(', ')}`);
 }
@@ -249,6 +252,10 @@ try {
       ],
     );
     results.firmware = fw;
+  }
+  if (only === undefined || only === 'anomaly') {
+    log(`anomaly detector benchmark: ${rounds} rounds x ${anomalyReadings} readings`);
+    results.anomaly = await benchAnomaly({ readings: anomalyReadings, rounds }, log);
   }
   mkdirSync(join(process.cwd(), 'bench', 'results'), { recursive: true });
   const file = join(process.cwd(), 'bench', 'results', 'bench.json');
