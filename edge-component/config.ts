@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import semver from 'semver';
 import { z } from 'zod';
+import { DetectorOptionsSchema } from '../analytics/anomaly/detector.js';
 import { backoffSchema } from './backoff.js';
 import { BatchLimitsSchema } from './batching.js';
 import { GatewayConfigError } from './errors.js';
@@ -204,6 +205,31 @@ export const TelemetryConfigSchema = section({
   delivery: z.enum(['upload', 'stream'], "must be 'upload' or 'stream'").default('upload'),
   /** While streaming: records published and not yet acknowledged (PUBACK) at once. */
   streamInFlight: int(1, 1000).default(100),
+});
+
+/**
+ * Anomaly detection on live readings (analytics/anomaly, the same detector the cloud's stream consumer
+ * runs): an alarm becomes an exactly-once `anomaly` event, spooled while offline.
+ */
+export const AnomalyConfigSchema = section({
+  /** Numeric record fields to watch, e.g. `["temperature", "vibration"]`. */
+  metrics: z
+    .array(
+      z
+        .string(typeError('a string'))
+        .regex(/^[A-Za-z0-9_]{1,64}$/, 'must be a field name (letters, digits, _)'),
+      typeError('an array of field names'),
+    )
+    .min(1, 'must list at least one metric'),
+  /** The record field naming the device a reading comes from. */
+  deviceField: z
+    .string(typeError('a string'))
+    .regex(/^[A-Za-z0-9_]{1,64}$/, 'must be a field name (letters, digits, _)')
+    .default('sensorId'),
+  /** Series (device and metric) kept at most; the least recently seen is dropped first. */
+  maxSeries: int(1, 1_000_000).default(10_000),
+  /** Detector options (analytics/anomaly); defaults when absent. */
+  detector: DetectorOptionsSchema.prefault({}),
 });
 
 export const HealthConfigSchema = section({
@@ -480,6 +506,8 @@ export const GatewayConfigSchema = section({
   spool: SpoolSectionSchema.prefault({}),
   batching: BatchLimitsSchema.prefault({}),
   telemetry: TelemetryConfigSchema.prefault({}),
+  /** Anomaly detection on live readings; absent: off. */
+  anomaly: AnomalyConfigSchema.optional(),
   events: EventsConfigSchema.prefault({}),
   ingest: IngestConfigSchema.prefault({}),
   health: HealthConfigSchema.prefault({}),

@@ -41,6 +41,7 @@ import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import pino, { type Logger } from 'pino';
+import { DetectorBank } from '../analytics/anomaly/bank.js';
 import { AckSchema, EventSchema, eventTopics } from '../protocol/events.js';
 import { shadowTopics, telemetryTopic } from '../protocol/topics.js';
 import { type BatchEntry, type Batch as CutBatch, cutBatch, gzipBatch } from './batching.js';
@@ -133,6 +134,8 @@ export interface GatewayCounters {
   healthReports: number;
   framesUploaded: number;
   frameUploadFailures: number;
+  /** Alarms of the anomaly detectors (each sent as an `anomaly` event). */
+  anomalies: number;
 }
 
 interface PendingBatch {
@@ -188,6 +191,9 @@ const IDLE_MS = 3_600_000;
  * `drain.concurrency` at a time.
  */
 const CUT_AHEAD = 8;
+/** Spool meta key of the anomaly detectors' state, saved every ANOMALY_SAVE_EVERY readings and at stop. */
+const ANOMALY_STATE_KEY = 'anomaly-detectors';
+const ANOMALY_SAVE_EVERY = 10_000;
 /** Spool meta key of the telemetry batches cut but not yet acked (first sequence -> last sequence). */
 const CUTS_KEY = 'telemetry-cuts';
 /** Limits of one telemetry spool entry (records accepted in the same turn); also at most a batch. */
@@ -252,6 +258,7 @@ export class Gateway {
     healthReports: 0,
     framesUploaded: 0,
     frameUploadFailures: 0,
+    anomalies: 0,
   };
   lastFrameUploadAt: number | null = null;
   lastUploadAt: number | null = null;
@@ -267,6 +274,9 @@ export class Gateway {
   private frames: FrameService | undefined;
   /** The firmware agent, when `config.firmware` is set. */
   firmware: FirmwareAgent | undefined;
+  /** Anomaly detection on live readings (config.anomaly); its state lives in the spool's meta data. */
+  private anomalies: DetectorBank | undefined;
+  private anomalySaves = 0;
   /** Frames before it failed for good (kept spooled until a restart); the loop reads from here. */
   private frameCursor = 0;
   private readonly outstanding = new Map<string, OutstandingEvent>();
@@ -400,6 +410,7 @@ export class Gateway {
 
   private async init(localPubSub: LocalPubSub | undefined): Promise<void> {
     await this.loadCuts();
+    this.loadAnomalyState();
     await this.loadOutstandingEvents();
     this.offState = this.channel.onStateChange((state) => this.onChannelState(state));
     this.unsubscribeAck = await this.channel.subscribe(
@@ -487,6 +498,7 @@ export class Gateway {
     }
     const { seq } = await this.appendTelemetry(bytes);
     this.counters.accepted++;
+    if (this.anomalies) await this.detectAnomalies(out);
     this.appendedSinceRound++;
     this.appendedBytesSinceRound += bytes.length + 1;
     // Without an open batch, the first record after a round wakes the loop so that it arms the age
@@ -595,6 +607,60 @@ export class Gateway {
     });
     client.on('error', (err) => this.log.warn({ err: describe(err), url }, 'local broker error'));
     this.localBroker = client;
+  }
+
+  // ---------------------------------------------------------------- anomaly detection
+
+  private loadAnomalyState(): void {
+    const a = this.config.anomaly;
+    if (!a) return;
+    const saved = this.spool.getMeta(ANOMALY_STATE_KEY);
+    if (saved !== undefined) {
+      try {
+        this.anomalies = DetectorBank.fromJSON(saved);
+      } catch (err) {
+        this.log.warn({ err: describe(err) }, 'anomaly detector state not usable; detection starts afresh');
+      }
+    }
+    this.anomalies ??= new DetectorBank({ maxSeries: a.maxSeries, detector: a.detector });
+  }
+
+  /**
+   * Runs the configured metrics of an accepted record through their detectors; an alarm becomes an
+   * exactly-once `anomaly` event (spooled, so it is raised while offline and sent when the link
+   * returns). The detectors' state is saved in the spool every ANOMALY_SAVE_EVERY readings and at stop.
+   */
+  private async detectAnomalies(record: Record<string, unknown>): Promise<void> {
+    const a = this.config.anomaly!;
+    const bank = this.anomalies!;
+    const device = record[a.deviceField];
+    if (typeof device !== 'string' && typeof device !== 'number') return;
+    const ts = typeof record.ts === 'number' && Number.isFinite(record.ts) ? record.ts : this.clock.now();
+    for (const metric of a.metrics) {
+      const value = record[metric];
+      if (typeof value !== 'number') continue;
+      const r = bank.observe(String(device), metric, value, ts);
+      if (!r.anomaly) continue;
+      this.counters.anomalies++;
+      await this.emitEvent('anomaly', {
+        deviceId: String(device),
+        metric,
+        value,
+        ts,
+        score: r.score,
+        kind: r.kind ?? 'spike',
+        ...(r.expected !== undefined ? { expected: r.expected } : {}),
+      }).catch((err) => this.log.warn({ err: describe(err), metric }, 'anomaly event not spooled'));
+    }
+    if (++this.anomalySaves >= ANOMALY_SAVE_EVERY) await this.saveAnomalyState();
+  }
+
+  private async saveAnomalyState(): Promise<void> {
+    if (!this.anomalies) return;
+    this.anomalySaves = 0;
+    await this.spool
+      .putMeta(ANOMALY_STATE_KEY, this.anomalies.toJSON() as unknown as JsonValue)
+      .catch((err) => this.log.warn({ err: describe(err) }, 'anomaly detector state not saved'));
   }
 
   // ---------------------------------------------------------------- telemetry uploads
@@ -1196,6 +1262,7 @@ export class Gateway {
       }
     }
     const left = this.spool.stats().streams.find((s) => s.name === STREAMS.telemetry)?.depth ?? 0;
+    await this.saveAnomalyState();
     await this.spool.close();
     await this.ownedStore?.closeAsync();
     this.log.info({ spooledTelemetry: left, outstandingEvents: this.outstanding.size }, 'gateway stopped');
@@ -1211,7 +1278,6 @@ async function isPermanentUploadError(err: unknown): Promise<boolean> {
   return !isRetryableUploadError(err.cause);
 }
 
-/** Records in a telemetry entry (its metadata says how many, when more than one). */
 /** The records of a batch's NDJSON text, one buffer each (views, not copies). */
 function splitLines(ndjson: Buffer): Buffer[] {
   const out: Buffer[] = [];
@@ -1224,6 +1290,7 @@ function splitLines(ndjson: Buffer): Buffer[] {
   return out;
 }
 
+/** Records in a telemetry entry (its metadata says how many, when more than one). */
 function entryRecords(e: SpoolEntry): number {
   const m = e.metadata as { records?: unknown } | undefined;
   return typeof m?.records === 'number' && Number.isSafeInteger(m.records) && m.records > 0 ? m.records : 1;

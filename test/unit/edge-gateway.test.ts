@@ -444,6 +444,46 @@ describe('streamed telemetry (telemetry.delivery stream)', () => {
   });
 });
 
+describe('anomaly detection on live readings', () => {
+  it('raises an anomaly event for a spike while offline, sends it on reconnect, and keeps the detectors across a restart', async () => {
+    const extra = { anomaly: { metrics: ['temperature'], detector: { warmup: 50 } } };
+    const { gw, channel, cfg, clock, events } = await setup({ connected: false, extra });
+    // Normal readings: a little noise around 20 degrees.
+    for (let i = 0; i < 200; i++) {
+      await gw.ingest({ sensorId: 's1', ts: clock.now() + i, temperature: 20 + Math.sin(i) * 0.2 });
+    }
+    expect(gw.counters.anomalies).toBe(0);
+    await gw.ingest({ sensorId: 's1', ts: clock.now() + 200, temperature: 35 });
+    expect(gw.counters.anomalies).toBe(1);
+    expect(events()).toHaveLength(0); // offline: spooled
+    channel.setConnected(true);
+    await until(() => events().length === 1, 'the anomaly event sent');
+    const event = JSON.parse(events()[0]!.payload.toString()) as {
+      type: string;
+      data: Record<string, unknown>;
+    };
+    expect(event).toMatchObject({
+      type: 'anomaly',
+      data: { deviceId: 's1', metric: 'temperature', value: 35, kind: 'spike' },
+    });
+    expect(event.data.score).toBeGreaterThanOrEqual(1);
+    // A restarted gateway goes on with the learned detectors (no new warm-up: a spike is flagged at once).
+    await gw.stop();
+    gateways.splice(gateways.indexOf(gw), 1);
+    const gw2 = await Gateway.start(cfg, { channel, uploader: new FakeUploader(), clock });
+    gateways.push(gw2);
+    await gw2.ingest({ sensorId: 's1', ts: clock.now() + 300, temperature: 20.1 });
+    await gw2.ingest({ sensorId: 's1', ts: clock.now() + 301, temperature: 5 });
+    expect(gw2.counters.anomalies).toBe(1);
+  });
+
+  it('refuses detector options of the wrong type, naming the field', () => {
+    expect(() =>
+      config('/tmp/x', { anomaly: { metrics: ['temperature'], detector: { spikeThreshold: 'high' } } }),
+    ).toThrow(/anomaly\.detector\.spikeThreshold/);
+  });
+});
+
 describe('health', () => {
   it('publishes the health named shadow when connected', async () => {
     const { gw, channel } = await setup();
