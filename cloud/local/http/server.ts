@@ -5,7 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
+import { createServer as createHttp2Server, type Http2Session } from 'node:http2';
+import { createServer as createTcpServer, type Socket, type Server as TcpServer } from 'node:net';
+import { Duplex, Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { CredentialRecord, CredentialStore } from '../credentials.js';
 import { LocalCloudError } from '../errors.js';
@@ -178,9 +180,41 @@ export interface HttpEndpointOptions {
   health: () => Record<string, unknown>;
 }
 
+/** The client connection preface of HTTP/2 (RFC 9113, 3.4), a prefix of its first 24 bytes. */
+const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0');
+
+/** A duplex over `socket` whose readable side starts with `first` (bytes already read from it). */
+function relayedStream(socket: Socket, first: Buffer): Duplex {
+  const relay = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      socket.write(chunk, callback);
+    },
+    final(callback) {
+      socket.end();
+      callback();
+    },
+    destroy(err, callback) {
+      socket.destroy(err ?? undefined);
+      callback(err);
+    },
+  });
+  relay.push(first);
+  socket.on('data', (chunk: Buffer) => {
+    if (!relay.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => relay.push(null));
+  socket.on('error', (err) => relay.destroy(err));
+  socket.on('close', () => relay.destroy());
+  return relay;
+}
 export class HttpEndpoint {
   private readonly routes = new Map<string, ServiceRoute>();
   private server?: Server;
+  private tcp?: TcpServer;
+  private readonly h2Sessions = new Set<Http2Session>();
 
   constructor(private readonly opts: HttpEndpointOptions) {}
 
@@ -188,27 +222,62 @@ export class HttpEndpoint {
     this.routes.set(route.signingName, route);
   }
 
+  /**
+   * Listens on one TCP port for HTTP/1.1 and for HTTP/2 without TLS ("prior knowledge", as the SDK's
+   * HTTP/2 handler speaks to an `http://` endpoint, e.g. `@aws-sdk/client-kinesis`): a connection that
+   * opens with the HTTP/2 preface goes to the HTTP/2 server, any other to the HTTP/1.1 one.
+   */
   async listen(port: number, host: string): Promise<number> {
-    const server = createServer((req, res) => {
+    const handle = (req: IncomingMessage, res: ServerResponse) => {
       this.dispatch(req, res).catch((err) => {
         this.opts.logger.error({ err }, 'HTTP dispatch failed');
         if (!res.headersSent) res.writeHead(500).end();
       });
+    };
+    const server = createServer(handle);
+    const h2 = createHttp2Server((req, res) => {
+      // HTTP/2 names the host in `:authority`; the signature covers it as `host`.
+      const headers = req.headers as Record<string, string | string[] | undefined>;
+      if (headers.host === undefined && typeof headers[':authority'] === 'string')
+        headers.host = headers[':authority'];
+      // The compatibility API has the request and response surface dispatch uses.
+      handle(req as unknown as IncomingMessage, res as unknown as ServerResponse);
     });
-    server.listen(port, host);
-    await once(server, 'listening');
+    h2.on('sessionError', (err) => this.opts.logger.debug({ err }, 'HTTP/2 session error'));
+    h2.on('session', (session) => {
+      this.h2Sessions.add(session);
+      session.once('close', () => this.h2Sessions.delete(session));
+    });
+    const tcp = createTcpServer((socket: Socket) => {
+      socket.once('data', (first: Buffer) => {
+        socket.pause();
+        if (first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE)) {
+          // The HTTP/2 server reads a net.Socket natively, past anything put back into it: it gets a
+          // stream that starts with the bytes already read.
+          h2.emit('connection', relayedStream(socket, first));
+          return;
+        }
+        socket.unshift(first);
+        server.emit('connection', socket);
+        socket.resume();
+      });
+    });
+    tcp.listen(port, host);
+    await once(tcp, 'listening');
     this.server = server;
-    const addr = server.address();
+    this.tcp = tcp;
+    const addr = tcp.address();
     if (addr === null || typeof addr === 'string')
       throw new LocalCloudError('HTTP endpoint has no TCP address');
     return addr.port;
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const tcp = this.tcp;
+    if (!tcp) return;
+    this.server?.closeAllConnections();
+    for (const session of this.h2Sessions) session.destroy();
+    await new Promise<void>((resolve) => tcp.close(() => resolve()));
   }
 
   private send(res: ServerResponse, r: ServiceResponse, requestId: string): void {
@@ -437,7 +506,8 @@ export class HttpEndpoint {
       typeof tokenHeader === 'string' ? tokenHeader : undefined,
       'header',
     );
-    if (!auth.signedHeaders.includes('host')) {
+    // Over HTTP/2 the host is the `:authority` pseudo-header, which the SDK signs in its place.
+    if (!auth.signedHeaders.includes('host') && !auth.signedHeaders.includes(':authority')) {
       throw new AuthError(
         'malformed',
         'header',
