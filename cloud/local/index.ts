@@ -41,6 +41,7 @@ import { iotControlRoute } from './http/iot.js';
 import { iotDataRoute } from './http/iotdata.js';
 import { HttpEndpoint } from './http/server.js';
 import { Iam } from './iam.js';
+import { LocalKinesis } from './kinesis/index.js';
 import { localFunctionRegistry } from './lambda-runtime.js';
 import { type LocalPki, loadOrCreatePki } from './pki.js';
 import { checkIotTopicLimits, isValidTopicName } from './policy.js';
@@ -262,6 +263,8 @@ export class LocalCloud {
     readonly functions: HandlerRegistry,
     /** The local Firehose: delivery streams into the local S3 (the telemetry stream exists from the start). */
     readonly firehose: LocalFirehose,
+    /** The local Kinesis Data Streams: streams and their records under {dataDir}/kinesis. */
+    readonly kinesis: LocalKinesis,
   ) {}
 
   /** The local SNS: topics, recorded messages, in-process subscribers (set by start). */
@@ -359,7 +362,7 @@ export class LocalCloud {
       logger: logger.child({ component: 'http' }),
       health: () => ({
         status: 'running',
-        services: ['iot-core', 'iot', 'iotdata', 'sts', 's3', 'rekognition', 'sns', 'firehose'],
+        services: ['iot-core', 'iot', 'iotdata', 'sts', 's3', 'rekognition', 'sns', 'firehose', 'kinesis'],
         region: opts.region,
       }),
     });
@@ -501,6 +504,25 @@ export class LocalCloud {
       throw err;
     }
     http.register(firehose.route());
+    // Kinesis Data Streams with the documented per-shard write quotas; stored streams and records are
+    // served again after a restart.
+    let kinesis: LocalKinesis;
+    try {
+      kinesis = await LocalKinesis.open({
+        dataDir: opts.dataDir,
+        region: opts.region,
+        accountId: opts.accountId,
+        authorizer: iam,
+        logger: logger.child({ component: 'kinesis' }),
+      });
+    } catch (err) {
+      await firehose.close().catch(() => {});
+      await rules.stop().catch(() => {});
+      await broker.close().catch(() => {});
+      await http.close().catch(() => {});
+      throw err;
+    }
+    http.register(kinesis.route());
     const endpoints: LocalCloudEndpoints = {
       host,
       mqttPort,
@@ -529,6 +551,7 @@ export class LocalCloud {
       iam,
       functions,
       firehose,
+      kinesis,
     );
     sdk = () => cloud.sdkConfig();
     cloud.sns = sns;
@@ -557,6 +580,7 @@ export class LocalCloud {
     await this.rules.stop();
     // Firehose keeps what it has not delivered in its journal, for the next start.
     await this.firehose.close();
+    await this.kinesis.close();
     await this.broker.close();
     await this.http.close();
     const rt = readJsonFile<RuntimeFile>(join(this.options.dataDir, 'runtime.json'));
