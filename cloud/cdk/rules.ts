@@ -24,6 +24,7 @@ import { Construct } from 'constructs';
 import {
   type FirehoseAction,
   hasSubstitution,
+  type KinesisAction,
   type LambdaAction,
   type RepublishAction,
   type RuleAction,
@@ -43,6 +44,8 @@ export interface TopicRulesProps {
   readonly deliveryStreams?: Readonly<Record<string, string>>;
   /** Buckets by the name s3 actions use. */
   readonly buckets?: Readonly<Record<string, s3.IBucket>>;
+  /** Kinesis data stream ARNs by the stream name kinesis actions use. */
+  readonly dataStreams?: Readonly<Record<string, string>>;
 }
 
 /** The part of a rule built for one action type: its role (none for lambda) and statements. */
@@ -55,6 +58,7 @@ interface RoleGrant {
 const ROLE_IDS: Record<Exclude<RuleActionType, 'lambda'>, string> = {
   republish: 'RepublishRole',
   firehose: 'FirehoseRole',
+  kinesis: 'KinesisRole',
   s3: 'S3Role',
 };
 
@@ -147,6 +151,9 @@ export class TopicRules extends Construct {
         case 's3':
           this.grantS3(rule, action, field, grant('s3'));
           break;
+        case 'kinesis':
+          this.grantKinesis(rule, action, field, grant('kinesis'));
+          break;
         case 'lambda': {
           const fn = this.lookupFunction(rule, action, field);
           const key = `${rule.name}/${action.functionName}`;
@@ -202,6 +209,14 @@ export class TopicRules extends Construct {
               roleArn: roles.get('firehose')!.roleArn,
               ...(action.separator !== undefined ? { separator: action.separator } : {}),
               ...(action.batchMode !== undefined ? { batchMode: action.batchMode } : {}),
+            },
+          };
+        case 'kinesis':
+          return {
+            kinesis: {
+              streamName: action.streamName,
+              roleArn: roles.get('kinesis')!.roleArn,
+              ...(action.partitionKey !== undefined ? { partitionKey: action.partitionKey } : {}),
             },
           };
         case 's3':
@@ -288,6 +303,14 @@ export class TopicRules extends Construct {
         resources: [arn],
       }),
     );
+  }
+
+  private grantKinesis(rule: RuleDefinition, action: KinesisAction, field: string, g: RoleGrant): void {
+    const arn = this.props.dataStreams?.[action.streamName];
+    if (arn === undefined) {
+      this.fail(rule, `${field}.streamName`, `no data stream '${action.streamName}' in the app's stream map`);
+    }
+    g.statements.push(new iam.PolicyStatement({ actions: ['kinesis:PutRecord'], resources: [arn] }));
   }
 
   private lookupBucket(rule: RuleDefinition, action: S3Action, field: string): s3.IBucket {

@@ -27,6 +27,7 @@ import {
   type PutRecordBatchCommandOutput,
   PutRecordCommand,
 } from '@aws-sdk/client-firehose';
+import { KinesisClient, PutRecordCommand as KinesisPutRecordCommand } from '@aws-sdk/client-kinesis';
 import { type ObjectCannedACL, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import type { HandlerRegistry, LambdaContext } from '../functions/index.js';
@@ -36,6 +37,7 @@ import {
   FIREHOSE_MAX_BATCH_RECORDS,
   type FirehoseAction,
   isReservedJobTopic,
+  type KinesisAction,
   type LambdaAction,
   type RepublishAction,
   type RuleAction,
@@ -226,6 +228,7 @@ export class RulesEngine {
   private readonly now: () => number;
   private readonly uuid: () => string;
   private firehose?: FirehoseClient;
+  private kinesis?: KinesisClient;
   private s3?: S3Client;
   private stopped = false;
 
@@ -466,6 +469,8 @@ export class RulesEngine {
         return this.putFirehose(action, message, output, payload);
       case 's3':
         return this.putS3(action, a, message, env, payload, variables);
+      case 'kinesis':
+        return this.putKinesis(action, a, message, env, payload, variables);
     }
   }
 
@@ -644,6 +649,55 @@ export class RulesEngine {
     }
   }
 
+  /**
+   * "Kinesis Data Streams" action: PutRecord with the message as the record's data and the rendered
+   * partition key (a random one when the action has none, as AWS IoT does).
+   */
+  private async putKinesis(
+    action: KinesisAction,
+    a: CompiledAction,
+    message: MessageContext,
+    env: EvalEnv,
+    payload: Buffer,
+    variables: ReadonlyMap<string, SqlValue> | undefined,
+  ): Promise<void> {
+    const stream = action.streamName;
+    const key =
+      action.partitionKey === undefined
+        ? this.uuid()
+        : this.render(a, 'partitionKey', message, env, variables, stream);
+    const fail = (why: string) =>
+      new ActionError(
+        stream,
+        `Failed to send message to Kinesis. The error received was ${why}. Message arrived on: ${message.topic}, Action: kinesis, StreamName: ${stream}, PartitionKey: ${JSON.stringify(key)}`,
+      );
+    if (key.length === 0 || key.length > 256) {
+      throw fail(
+        `the partition key rendered from its template has ${key.length} characters (1 to 256 allowed)`,
+      );
+    }
+    try {
+      await this.kinesisClient().send(
+        new KinesisPutRecordCommand({ StreamName: stream, PartitionKey: key, Data: payload }),
+      );
+    } catch (err) {
+      throw fail(sdkErrorText('Kinesis', err));
+    }
+  }
+
+  private kinesisClient(): KinesisClient {
+    if (!this.kinesis) {
+      const c = this.awsConfig();
+      this.kinesis = new KinesisClient({
+        region: c.region,
+        credentials: c.credentials,
+        ...(c.endpoint ? { endpoint: c.endpoint } : {}),
+        ...(c.maxAttempts ? { maxAttempts: c.maxAttempts } : {}),
+      });
+    }
+    return this.kinesis;
+  }
+
   private async putS3(
     action: S3Action,
     a: CompiledAction,
@@ -706,6 +760,7 @@ export class RulesEngine {
     if (result === 'timeout')
       this.log.warn({ inflight: this.inflight.size }, 'rules engine stopped with work in flight');
     this.firehose?.destroy();
+    this.kinesis?.destroy();
     this.s3?.destroy();
     this.log.info('rules engine stopped');
   }

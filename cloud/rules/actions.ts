@@ -1,6 +1,6 @@
 /**
  * Rule actions as data: the subset of AWS IoT rule actions the project uses (republish, lambda,
- * firehose, s3), validated with zod. The same values drive the local rules engine (cloud/local) and
+ * firehose, kinesis, s3), validated with zod. The same values drive the local rules engine (cloud/local) and
  * the `AWS::IoT::TopicRule` resources of the CDK app (cloud/cdk/rules.ts).
  *
  * Parameters and their limits follow "AWS IoT rule actions" (Republish, Lambda, Firehose, S3) and the
@@ -147,6 +147,19 @@ export const FirehoseActionSchema = z
   })
   .strict();
 
+/**
+ * "Kinesis Data Streams" rule action (KinesisAction): PutRecord on a stream, with a partition key that
+ * takes substitution templates (e.g. `${topic(2)}`, so each thing's messages keep their order); without
+ * one, AWS IoT uses a random key.
+ */
+export const KinesisActionSchema = z
+  .object({
+    type: z.literal('kinesis'),
+    streamName: literalName('streamName', /^[a-zA-Z0-9_.-]+$/, '[a-zA-Z0-9_.-]+', 128),
+    partitionKey: z.string().min(1, 'partitionKey must not be empty').max(256).optional(),
+  })
+  .strict();
+
 export const S3ActionSchema = z
   .object({
     type: z.literal('s3'),
@@ -166,12 +179,14 @@ export const ActionSchema = z.discriminatedUnion('type', [
   RepublishActionSchema,
   LambdaActionSchema,
   FirehoseActionSchema,
+  KinesisActionSchema,
   S3ActionSchema,
 ]);
 
 export type RepublishAction = z.output<typeof RepublishActionSchema>;
 export type LambdaAction = z.output<typeof LambdaActionSchema>;
 export type FirehoseAction = z.output<typeof FirehoseActionSchema>;
+export type KinesisAction = z.output<typeof KinesisActionSchema>;
 export type S3Action = z.output<typeof S3ActionSchema>;
 export type RuleAction = z.output<typeof ActionSchema>;
 export type RuleActionInput = z.input<typeof ActionSchema>;
@@ -182,6 +197,7 @@ export const FAILED_ACTION_NAMES: Readonly<Record<RuleActionType, string>> = {
   republish: 'RepublishAction',
   lambda: 'LambdaAction',
   firehose: 'FirehoseAction',
+  kinesis: 'KinesisAction',
   s3: 'S3Action',
 };
 
@@ -211,6 +227,10 @@ export function actionTemplates(action: RuleAction): { path: string; template: s
     }
     case 's3':
       return [{ path: 'key', template: action.key }];
+    case 'kinesis':
+      return action.partitionKey === undefined
+        ? []
+        : [{ path: 'partitionKey', template: action.partitionKey }];
     case 'lambda':
     case 'firehose':
       return [];

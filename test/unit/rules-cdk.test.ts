@@ -61,7 +61,7 @@ const topicRuleByName = (t: CfnTemplate, name: string) =>
   );
 
 const pascal = (type: RuleAction['type']) =>
-  ({ republish: 'Republish', lambda: 'Lambda', firehose: 'Firehose', s3: 'S3' })[type];
+  ({ republish: 'Republish', lambda: 'Lambda', firehose: 'Firehose', kinesis: 'Kinesis', s3: 'S3' })[type];
 
 /** The CloudFormation action parameters a definition's action must become (role ARNs excluded). */
 function expectedParameters(
@@ -84,6 +84,11 @@ function expectedParameters(
         BucketName: refs.bucket?.(action.bucketName),
         Key: action.key,
         ...(action.cannedAcl !== undefined ? { CannedAcl: action.cannedAcl } : {}),
+      };
+    case 'kinesis':
+      return {
+        StreamName: action.streamName,
+        ...(action.partitionKey !== undefined ? { PartitionKey: action.partitionKey } : {}),
       };
   }
 }
