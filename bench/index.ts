@@ -9,7 +9,8 @@
  * BENCH_JITR_DEVICES (devices joining at once, default 100),
  * BENCH_FIRMWARE_GATEWAYS (simulated gateways of the firmware rollout, default 200),
  * BENCH_ANOMALY_READINGS (readings per detector round, default 200000),
- * BENCH_ONLY (broker | uploads | gateway | frames | lake | jitr | firmware | anomaly).
+ * BENCH_KINESIS_RECORDS (records per PutRecords round, default 100000),
+ * BENCH_ONLY (broker | uploads | gateway | frames | lake | jitr | firmware | anomaly | kinesis).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -21,6 +22,7 @@ import { benchFirmware } from './firmware.js';
 import type { FramesBenchResult } from './frames.js';
 import { benchGateway } from './gateway.js';
 import { benchJitr } from './jitr.js';
+import { benchKinesis } from './kinesis.js';
 import { benchLake, printLakeTable } from './lake.js';
 import { benchLakeIngest } from './lake-ingest.js';
 import { printTable } from './stats.js';
@@ -48,7 +50,8 @@ const jitrDevices = int('BENCH_JITR_DEVICES', 100);
 const firmwareGateways = int('BENCH_FIRMWARE_GATEWAYS', 200);
 const only = process.env.BENCH_ONLY;
 const anomalyReadings = int('BENCH_ANOMALY_READINGS', 200_000);
-const BENCHES = ['broker', 'uploads', 'gateway', 'frames', 'lake', 'jitr', 'firmware', 'anomaly'];
+const kinesisRecords = int('BENCH_KINESIS_RECORDS', 100_000);
+const BENCHES = ['broker', 'uploads', 'gateway', 'frames', 'lake', 'jitr', 'firmware', 'anomaly', 'kinesis'];
 if (only !== undefined && !BENCHES.includes(only)) {
   throw new Error(`BENCH_ONLY must be one of ${BENCHES.join(', ')}`);
 }
@@ -256,6 +259,21 @@ try {
   if (only === undefined || only === 'anomaly') {
     log(`anomaly detector benchmark: ${rounds} rounds x ${anomalyReadings} readings`);
     results.anomaly = await benchAnomaly({ readings: anomalyReadings, rounds }, log);
+  }
+  if (only === undefined || only === 'kinesis') {
+    log(`Kinesis benchmark: ${rounds} rounds x ${kinesisRecords} records of 500 B through PutRecords`);
+    const k = await benchKinesis({ dataDir: join(dataDir, 'kinesis'), records: kinesisRecords, rounds }, log);
+    printTable(
+      'Kinesis PutRecords (records/s, median of rounds; baseline = the same records appended to a file, fsync per batch of 500)',
+      ['measure', 'value'],
+      [
+        ['records per round (500 B, batches of 500, 8 in flight)', k.records],
+        [`PutRecords into the local Kinesis (${k.shards} shards), rec/s`, k.recordsPerSec.toFixed(0)],
+        ['baseline: file append + fsync per batch, rec/s', k.baselineRecordsPerSec.toFixed(0)],
+        ['ratio', pct(k.ratio)],
+      ],
+    );
+    results.kinesis = k;
   }
   mkdirSync(join(process.cwd(), 'bench', 'results'), { recursive: true });
   const file = join(process.cwd(), 'bench', 'results', 'bench.json');
