@@ -272,7 +272,9 @@ async function uploadWithVendedCredentials(
     const records = Array.from({ length: BATCH_RECORDS }, (_, i) =>
       JSON.stringify(simulatedRecord((i % 3) + 1, i, now + i)),
     );
-    const key = batchKey(THING, 'telemetry', now, batchId(1, BATCH_RECORDS));
+    // Sequence numbers from the clock: each run of the demo writes a batch of its own (uploads never
+    // overwrite an object with other content).
+    const key = batchKey(THING, 'telemetry', now, batchId(now, now + BATCH_RECORDS - 1));
     const result = await uploader.upload({
       key,
       source: { data: gzipSync(`${records.join('\n')}\n`) },
