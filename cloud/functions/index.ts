@@ -5,6 +5,7 @@
  * Handlers have the Node.js runtime's async signature: `(event, context) => Promise<result>`.
  */
 
+import { anomalyDetection } from './anomaly-detection/handler.js';
 import { credentialVending } from './credential-vending/handler.js';
 import { eventAck } from './event-ack/handler.js';
 import { frameAnalysis } from './frame-analysis/handler.js';
@@ -35,6 +36,7 @@ export const FUNCTIONS: readonly FunctionDefinition[] = Object.freeze([
   eventAck,
   frameAnalysis,
   jitrActivation,
+  anomalyDetection,
 ]);
 
 /** Names of the project's functions (what lambda rule actions may name). */

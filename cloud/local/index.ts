@@ -4,10 +4,11 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { S3Client } from '@aws-sdk/client-s3';
 import pino, { type Logger } from 'pino';
 import { FUNCTIONS, type HandlerRegistry } from '../functions/index.js';
-import { RULES } from '../rules/definitions.js';
+import { FLEET_ERRORS_TOPIC, RULES } from '../rules/definitions.js';
 import { JITR_ACTIVATION_ROLE_NAME, jitrActivationRolePolicy } from '../rules/jitr.js';
 import {
   FIREHOSE_DELIVERY_ROLE_NAME,
@@ -17,7 +18,10 @@ import {
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
 import {
   ALERTS_TOPIC_NAME,
+  ANOMALY_DETECTION_FUNCTION_NAME,
+  ANOMALY_DETECTION_ROLE_NAME,
   alertsTopicArn,
+  anomalyDetectionRolePolicy,
   EVENT_ACK_ROLE_NAME,
   eventAckRolePolicy,
   FACE_COLLECTION_ID,
@@ -32,6 +36,7 @@ import {
   uploadRolePolicy,
   VENDING_ROLE_NAME,
 } from '../rules/resources.js';
+import { TELEMETRY_HR_MAPPING, TELEMETRY_HR_SHARDS, TELEMETRY_HR_STREAM } from '../rules/streams.js';
 import { IotBroker, MAX_PAYLOAD_BYTES } from './broker.js';
 import { type LocalCloudOptions, type LocalCloudOptionsInput, parseLocalCloudOptions } from './config.js';
 import { CredentialStore } from './credentials.js';
@@ -41,6 +46,7 @@ import { iotControlRoute } from './http/iot.js';
 import { iotDataRoute } from './http/iotdata.js';
 import { HttpEndpoint } from './http/server.js';
 import { Iam } from './iam.js';
+import { EventSourceMapping } from './kinesis/consumer.js';
 import { LocalKinesis } from './kinesis/index.js';
 import { localFunctionRegistry } from './lambda-runtime.js';
 import { type LocalPki, loadOrCreatePki } from './pki.js';
@@ -188,6 +194,13 @@ export function seedIam(iam: Iam, opts: LocalCloudOptions): void {
       }),
     },
   });
+  // The anomaly detection function: publishes alerts on alerts/{site}.
+  iam.putRole({
+    roleName: ANOMALY_DETECTION_ROLE_NAME,
+    description: 'Execution role of the anomaly detection function',
+    trustPolicy: lambdaTrust,
+    policies: { alerts: anomalyDetectionRolePolicy(opts.region, opts.accountId, s3Partition) },
+  });
   // Firehose's delivery role: writes the lake (lake/ of the data bucket).
   iam.putRole({
     roleName: FIREHOSE_DELIVERY_ROLE_NAME,
@@ -271,6 +284,13 @@ export class LocalCloud {
   sns!: SnsTopics;
   /** The local S3's event notifications to functions (set by start). */
   s3Notifications!: S3Notifier;
+  /**
+   * The event source mapping from the high-rate telemetry stream to the anomaly detection function (set
+   * by start). Its on-failure destination is the MQTT topic `fleet/errors`: each failure record (the
+   * documented Kinesis one, with the shard and sequence range) is published there.
+   */
+  telemetryConsumer?: EventSourceMapping;
+  private telemetryKinesisClient?: KinesisClient;
 
   static async start(
     input: LocalCloudOptionsInput = {},
@@ -523,6 +543,16 @@ export class LocalCloud {
       throw err;
     }
     http.register(kinesis.route());
+    try {
+      await kinesis.ensureStream(TELEMETRY_HR_STREAM, TELEMETRY_HR_SHARDS);
+    } catch (err) {
+      await kinesis.close().catch(() => {});
+      await firehose.close().catch(() => {});
+      await rules.stop().catch(() => {});
+      await broker.close().catch(() => {});
+      await http.close().catch(() => {});
+      throw err;
+    }
     const endpoints: LocalCloudEndpoints = {
       host,
       mqttPort,
@@ -556,6 +586,12 @@ export class LocalCloud {
     sdk = () => cloud.sdkConfig();
     cloud.sns = sns;
     cloud.s3Notifications = s3Notifications;
+    try {
+      await cloud.startTelemetryConsumer();
+    } catch (err) {
+      await cloud.stop().catch(() => {});
+      throw err;
+    }
     logger.info({ endpoints }, 'local cloud started');
     return cloud;
   }
@@ -572,6 +608,35 @@ export class LocalCloud {
     };
   }
 
+  /** Starts the event source mapping of the high-rate telemetry stream (checkpoints under {dataDir}). */
+  private async startTelemetryConsumer(): Promise<void> {
+    const m = TELEMETRY_HR_MAPPING;
+    this.telemetryKinesisClient = new KinesisClient(this.sdkConfig());
+    this.telemetryConsumer = await EventSourceMapping.start({
+      kinesis: this.telemetryKinesisClient,
+      notifier: this.kinesis,
+      streamName: TELEMETRY_HR_STREAM,
+      functionName: ANOMALY_DETECTION_FUNCTION_NAME,
+      handler: (event, context) => {
+        const handler = this.functions.get(ANOMALY_DETECTION_FUNCTION_NAME);
+        if (!handler) throw new LocalCloudError(`no function ${ANOMALY_DETECTION_FUNCTION_NAME}`);
+        return handler(event, context);
+      },
+      batchSize: m.batchSize,
+      windowMs: m.windowSeconds * 1000,
+      startingPosition: m.startingPosition,
+      retries: m.retries,
+      bisect: m.bisect,
+      reportBatchItemFailures: m.reportBatchItemFailures,
+      checkpointDir: join(this.options.dataDir, 'kinesis-consumers'),
+      region: this.options.region,
+      accountId: this.options.accountId,
+      roleArn: this.iam.roleArn(ANOMALY_DETECTION_ROLE_NAME),
+      onFailure: (record) => this.broker.publish(FLEET_ERRORS_TOPIC, JSON.stringify(record), 0),
+      logger: this.logger.child({ component: 'kinesis-consumer' }),
+    });
+  }
+
   async stop(): Promise<void> {
     // Event notifications first: their deliveries run functions that use every other service.
     await this.s3Notifications.stop();
@@ -580,6 +645,9 @@ export class LocalCloud {
     await this.rules.stop();
     // Firehose keeps what it has not delivered in its journal, for the next start.
     await this.firehose.close();
+    // The consumer before the stream: its invocation under way finishes (or is read again next start).
+    await this.telemetryConsumer?.stop();
+    this.telemetryKinesisClient?.destroy();
     await this.kinesis.close();
     await this.broker.close();
     await this.http.close();

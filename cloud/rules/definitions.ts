@@ -15,6 +15,7 @@ import { ActionSchema } from './actions.js';
 import { JITR_ACTIVATION_FUNCTION_NAME, JITR_EVENTS_FILTER } from './jitr.js';
 import { TELEMETRY_DELIVERY_STREAM, TELEMETRY_FILTER } from './lake.js';
 import { EVENT_ACK_FUNCTION_NAME, VENDING_FUNCTION_NAME } from './resources.js';
+import { TELEMETRY_HR_FILTER, TELEMETRY_HR_STREAM } from './streams.js';
 
 export const SQL_VERSIONS = ['2015-10-08', '2016-03-23', 'beta'] as const;
 /**
@@ -179,6 +180,16 @@ export const RULES: readonly RuleDefinition[] = Object.freeze(
       sql: `SELECT * FROM '${JITR_EVENTS_FILTER}'`,
       sqlVersion: '2016-03-23',
       actions: [{ type: 'lambda', functionName: JITR_ACTIVATION_FUNCTION_NAME }],
+      errorAction: { type: 'republish', topic: FLEET_ERRORS_TOPIC, qos: 0 },
+    },
+    {
+      name: 'edgefleet_telemetry_hr',
+      description:
+        'High-rate telemetry into a Kinesis stream partitioned by thing, for streaming anomaly detection',
+      sql: `SELECT *, topic(2) AS thing FROM '${TELEMETRY_HR_FILTER}'`,
+      sqlVersion: '2016-03-23',
+      // One thing's readings share a partition key, hence a shard, and keep their order.
+      actions: [{ type: 'kinesis', streamName: TELEMETRY_HR_STREAM, partitionKey: '${topic(2)}' }],
       errorAction: { type: 'republish', topic: FLEET_ERRORS_TOPIC, qos: 0 },
     },
   ] satisfies RuleDefinitionInput[]),

@@ -188,3 +188,31 @@ export function frameAnalysisRolePolicy(opts: {
     ],
   };
 }
+
+/** The anomaly detection function (high-rate telemetry from Kinesis, alerts on MQTT) and its role. */
+export const ANOMALY_DETECTION_FUNCTION_NAME = 'edgefleet-anomaly-detection';
+export const ANOMALY_DETECTION_ROLE_NAME = 'edgefleet-anomaly-detection';
+
+/** The topic filter alerts are published on (`alerts/{site}`). */
+export const ALERTS_TOPIC_PREFIX = 'alerts/';
+
+/**
+ * The anomaly detection function's own permissions: publish on the alerts topics. (Reading the stream
+ * is the event source mapping's, granted by the CDK app with the mapping; logs too.)
+ */
+export function anomalyDetectionRolePolicy(
+  region: string,
+  account: string,
+  partition = 'aws',
+): IamPolicyDocument {
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Effect: 'Allow',
+        Action: 'iot:Publish',
+        Resource: `arn:${partition}:iot:${region}:${account}:topic/${ALERTS_TOPIC_PREFIX}*`,
+      },
+    ],
+  };
+}

@@ -1,0 +1,25 @@
+/**
+ * Kinesis data streams shared by the rules, the CDK app and the local cloud.
+ *
+ * High-rate telemetry (`hr/{thing}/telemetry`) goes through a rule into a stream partitioned by thing,
+ * so one thing's readings stay in order on one shard; the anomaly detection function consumes it
+ * through an event source mapping.
+ */
+
+/** The high-rate telemetry stream. */
+export const TELEMETRY_HR_STREAM = 'edgefleet-telemetry-hr';
+/** Its shard count (the local cloud creates it with this many; the CDK app provisions as many). */
+export const TELEMETRY_HR_SHARDS = 4;
+/** The topics high-rate telemetry is published on. */
+export const TELEMETRY_HR_FILTER = 'hr/+/telemetry';
+
+/** Settings of the event source mapping from the stream to the anomaly detection function. */
+export const TELEMETRY_HR_MAPPING = Object.freeze({
+  batchSize: 100,
+  /** MaximumBatchingWindowInSeconds 0: a batch is sent as soon as records are there. */
+  windowSeconds: 0,
+  startingPosition: 'LATEST' as const,
+  retries: 2,
+  bisect: true,
+  reportBatchItemFailures: true,
+});
