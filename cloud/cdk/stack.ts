@@ -15,9 +15,11 @@ import { RULES } from '../rules/definitions.js';
 import { TELEMETRY_DELIVERY_STREAM } from '../rules/lake.js';
 import { DEVICE_POLICY_NAME, devicePolicyDocument } from '../rules/policies.js';
 import { FACE_COLLECTION_ID } from '../rules/resources.js';
+import { TELEMETRY_HR_STREAM } from '../rules/streams.js';
 import { ProjectFunctions } from './functions.js';
 import { DataLake } from './lake.js';
 import { TopicRules } from './rules.js';
+import { HighRateTelemetry } from './streams.js';
 
 /** Construct id of the one stack of the app (also its CloudFormation stack name). */
 export const STACK_ID = 'Edgefleet';
@@ -45,6 +47,8 @@ export class EdgefleetStack extends Stack {
   readonly accessLogsBucket: s3.Bucket;
   /** `AWS::IoT::Policy` attached to gateway certificates (by JITR activation). */
   readonly devicePolicy: iot.CfnPolicy;
+  /** High-rate telemetry: the Kinesis stream, the anomaly detection function and their mapping. */
+  readonly highRateTelemetry: HighRateTelemetry;
   /** The project's IoT rules (cloud/rules), with their roles and permissions. */
   readonly topicRules: TopicRules;
   /** The project's Lambda functions and the gateways' upload role. */
@@ -186,10 +190,13 @@ export class EdgefleetStack extends Stack {
       accessLogsBucket: this.accessLogsBucket,
     });
 
+    this.highRateTelemetry = new HighRateTelemetry(this, 'HighRateTelemetry');
+
     this.topicRules = new TopicRules(this, 'TopicRules', {
       rules: RULES,
       functions: this.functions.functions,
       deliveryStreams: { [TELEMETRY_DELIVERY_STREAM]: this.dataLake.telemetryDeliveryStream.attrArn },
+      dataStreams: { [TELEMETRY_HR_STREAM]: this.highRateTelemetry.stream.streamArn },
     });
 
     new CfnOutput(this, 'DataLakeBucketName', {

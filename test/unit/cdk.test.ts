@@ -59,6 +59,9 @@ const EXPECTED_ACKNOWLEDGEMENTS: string[] = [
   'Edgefleet/Functions/JitrActivationPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*]',
   'Edgefleet/Functions/JitrActivationPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<ResultsBucketA95A2103>/config/jitr/crl/*]',
   'Edgefleet/BucketNotificationsHandler050a0587b7544547bf325f094a3db834/Role AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+  'Edgefleet/HighRateTelemetry/AnomalyDetectionPolicy AwsSolutions-IAM5[Resource::<HighRateTelemetryAnomalyDetectionLogs8224375C.Arn>:*]',
+  'Edgefleet/HighRateTelemetry/AnomalyDetectionPolicy AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/alerts/*]',
+  'Edgefleet/HighRateTelemetry/FailureQueue AwsSolutions-SQS3',
   'Edgefleet/DataLake/TelemetryDeliveryRole AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<DataLakeBucket0256EA8E>/lake/*]',
   'Edgefleet/DataLake/PartitionRegistrar/Role/DefaultPolicy AwsSolutions-IAM5[Resource::*]',
 ];
