@@ -249,6 +249,7 @@ export class HttpEndpoint {
       session.once('close', () => this.h2Sessions.delete(session));
     });
     const tcp = createTcpServer((socket: Socket) => {
+      socket.setNoDelay(true);
       socket.once('data', (first: Buffer) => {
         socket.pause();
         if (first.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE)) {
