@@ -611,7 +611,11 @@ export class LocalCloud {
   /** Starts the event source mapping of the high-rate telemetry stream (checkpoints under {dataDir}). */
   private async startTelemetryConsumer(): Promise<void> {
     const m = TELEMETRY_HR_MAPPING;
-    this.telemetryKinesisClient = new KinesisClient(this.sdkConfig());
+    // One HTTP/2 session for every shard's reads: the client's default opens a connection per request.
+    this.telemetryKinesisClient = new KinesisClient({
+      ...this.sdkConfig(),
+      requestHandler: { disableConcurrentStreams: false },
+    });
     this.telemetryConsumer = await EventSourceMapping.start({
       kinesis: this.telemetryKinesisClient,
       notifier: this.kinesis,

@@ -8,6 +8,7 @@ import {
   rmSync,
   writeSync,
 } from 'node:fs';
+import { mkdir, open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { StateCorruptError } from './errors.js';
 
@@ -42,6 +43,34 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
 }
 
 /** Reads a JSON file, or returns undefined if it does not exist. */
+/** writeFileAtomic off the event loop: the same steps with the thread pool's file operations. */
+export async function writeFileAtomicAsync(
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o644,
+): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  const fh = await open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  try {
+    const dir = await open(dirname(path), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  } catch {
+    // As in writeFileAtomic.
+  }
+}
+
 export function readJsonFile<T>(path: string): T | undefined {
   let text: string;
   try {

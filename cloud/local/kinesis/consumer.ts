@@ -11,9 +11,11 @@
  *   (MaximumBatchingWindowInSeconds) the worker keeps reading until the batch is full or the window,
  *   counted from the first record of the batch, has passed.
  * - StartingPosition TRIM_HORIZON or LATEST applies only when the shard has no checkpoint. The last
- *   processed sequence number of each shard is written under `checkpointDir` after every part of a batch
- *   that is done, so a restart resumes right after it (delivery is at least once: a batch cut short by
- *   stop() is read again).
+ *   processed sequence number of each shard is recorded after every part of a batch that is done and
+ *   written under `checkpointDir` off the event loop, one write at a time, the writes that come in the
+ *   meantime folded into the next one; stop() writes the last state. A restart resumes right after the
+ *   written checkpoint (delivery is at least once: a batch cut short by stop() or by a crash is read
+ *   again).
  * - Errors: a failed batch is retried up to MaximumRetryAttempts times (-1: until the records expire,
  *   as on AWS). With BisectBatchOnFunctionError a failed batch of more than one record is split in two
  *   halves that are processed in order; splitting does not count against the retries, so a poison record
@@ -27,7 +29,6 @@
  *   batch size); the error itself, which AWS leaves out, is added as `errorInfo`.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   GetRecordsCommand,
@@ -40,7 +41,7 @@ import {
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 import type { Handler, LambdaContext } from '../../functions/index.js';
-import { readJsonFile, writeJsonFile } from '../store.js';
+import { readJsonFile, writeFileAtomicAsync } from '../store.js';
 
 export const MAX_BATCH_SIZE = 10_000;
 export const DEFAULT_BATCH_SIZE = 100;
@@ -176,6 +177,9 @@ export class EventSourceMapping {
   private readonly workers: ShardWorker[] = [];
   private readonly checkpoints: Record<string, string> = {};
   private readonly checkpointFile: string;
+  /** The checkpoint write in progress, and whether checkpoints changed since it started. */
+  private writing: Promise<void> | undefined;
+  private dirty = false;
   private stopping = false;
 
   private constructor(
@@ -254,6 +258,7 @@ export class EventSourceMapping {
     if (this.stopping) return;
     this.stopping = true;
     await Promise.all(this.workers.map((w) => w.stop()));
+    await this.flushCheckpoints();
     this.log.info('event source mapping stopped');
   }
 
@@ -273,12 +278,31 @@ export class EventSourceMapping {
 
   saveCheckpoint(shardId: string, sequenceNumber: string): void {
     this.checkpoints[shardId] = sequenceNumber;
-    mkdirSync(this.settings.checkpointDir, { recursive: true });
-    writeJsonFile(this.checkpointFile, {
-      stream: this.settings.streamName,
-      function: this.settings.functionName,
-      shards: this.checkpoints,
-    });
+    this.dirty = true;
+    if (!this.writing) this.writing = this.writeCheckpoints();
+  }
+
+  /** Resolves once every checkpoint recorded so far is on disk. */
+  async flushCheckpoints(): Promise<void> {
+    while (this.writing) await this.writing;
+  }
+
+  private async writeCheckpoints(): Promise<void> {
+    while (this.dirty) {
+      this.dirty = false;
+      const body = `${JSON.stringify({
+        stream: this.settings.streamName,
+        function: this.settings.functionName,
+        shards: this.checkpoints,
+      })}\n`;
+      try {
+        await writeFileAtomicAsync(this.checkpointFile, body);
+      } catch (err) {
+        // The records stay processed; a restart before the next good write reads them again.
+        this.log.error({ err, file: this.checkpointFile }, 'checkpoints not written');
+      }
+    }
+    this.writing = undefined;
   }
 
   private loadCheckpoints(): void {
@@ -324,6 +348,11 @@ class ShardWorker {
   private iterator: string | undefined;
   /** The last sequence number read into a batch (to get a new iterator after one expired). */
   private lastRead: string | undefined;
+  /**
+   * The last read reached the tip of the shard: the next one waits for a notification (or the fallback
+   * poll) instead of asking right away for records that are not there.
+   */
+  private caughtUp = false;
 
   constructor(
     private readonly mapping: EventSourceMapping,
@@ -434,6 +463,7 @@ class ShardWorker {
     if (out.NextShardIterator) this.iterator = out.NextShardIterator;
     this.millisBehind = out.MillisBehindLatest ?? 0;
     const records = out.Records ?? [];
+    this.caughtUp = records.length < limit && this.millisBehind === 0;
     const last = records.at(-1);
     if (last?.SequenceNumber) this.lastRead = last.SequenceNumber;
     return records;
@@ -443,6 +473,8 @@ class ShardWorker {
   private async readBatch(): Promise<KinesisRecord[]> {
     const batch: KinesisRecord[] = [];
     let deadline = 0;
+    if (this.caughtUp && this.mapping.options.notifier)
+      await this.waitForRecords(this.cfg.pollIntervalMs, true);
     for (;;) {
       if (this.stopped) throw new Stopped();
       const records = await this.getRecords(this.cfg.batchSize - batch.length);
