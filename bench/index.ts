@@ -273,6 +273,25 @@ try {
         ['ratio', pct(k.ratio)],
       ],
     );
+    const c = k.consumer;
+    const l = k.lightConsumer;
+    printTable(
+      'Kinesis consumer lag (event source mapping, batches of 100, into the anomaly detection function; median of rounds; baseline = the same consumer at 1,000 rec/s)',
+      ['measure', 'under load', 'baseline (1,000 rec/s)', 'ratio'],
+      [
+        ['records put, rec/s', c.putRecordsPerSec.toFixed(0), l.putRecordsPerSec.toFixed(0), ''],
+        ['records processed, rec/s', c.processedPerSec.toFixed(0), l.processedPerSec.toFixed(0), ''],
+        [
+          'lag p50, arrival to invocation (ms)',
+          c.lagP50Ms,
+          l.lagP50Ms,
+          (c.lagP50Ms / Math.max(1, l.lagP50Ms)).toFixed(1),
+        ],
+        ['lag p99 (ms)', c.lagP99Ms, l.lagP99Ms, (c.lagP99Ms / Math.max(1, l.lagP99Ms)).toFixed(1)],
+        ['max MillisBehindLatest (ms)', c.maxMillisBehind, l.maxMillisBehind, ''],
+        ['caught up after the last put (ms)', c.catchUpMs, l.catchUpMs, ''],
+      ],
+    );
     results.kinesis = k;
   }
   mkdirSync(join(process.cwd(), 'bench', 'results'), { recursive: true });
