@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Arn, Aws, Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as iot from 'aws-cdk-lib/aws-iot';
+import type * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -42,6 +43,8 @@ export interface ProjectFunctionsProps {
   readonly alertsKey: kms.IKey;
   /** The IoT policy JITR activation attaches to new certificates (it must exist before activations). */
   readonly devicePolicy: iot.CfnPolicy;
+  /** The gateway log stream: upload-role sessions may put records into it (LOG_STREAM_ARN of vending). */
+  readonly logStream: kinesis.IStream;
 }
 
 export class ProjectFunctions extends Construct {
@@ -68,7 +71,9 @@ export class ProjectFunctions extends Construct {
       maxSessionDuration: Duration.seconds(Math.max(3600, VENDED_CREDENTIALS_SECONDS)),
       description: 'Gateway uploads: sessions are narrowed to one thing by the session policy',
       inlinePolicies: {
-        uploads: iam.PolicyDocument.fromJson(uploadRolePolicy(props.dataBucket.bucketName, Aws.PARTITION)),
+        uploads: iam.PolicyDocument.fromJson(
+          uploadRolePolicy(props.dataBucket.bucketName, Aws.PARTITION, props.logStream.streamArn),
+        ),
         dataKey: new iam.PolicyDocument({
           statements: [
             new iam.PolicyStatement({
@@ -131,6 +136,7 @@ export class ProjectFunctions extends Construct {
         DATA_BUCKET: props.dataBucket.bucketName,
         CREDENTIALS_DURATION_SECONDS: String(VENDED_CREDENTIALS_SECONDS),
         AWS_PARTITION: Aws.PARTITION,
+        LOG_STREAM_ARN: props.logStream.streamArn,
       },
     );
 

@@ -19,7 +19,7 @@ import { TELEMETRY_HR_STREAM } from '../rules/streams.js';
 import { ProjectFunctions } from './functions.js';
 import { DataLake } from './lake.js';
 import { TopicRules } from './rules.js';
-import { HighRateTelemetry } from './streams.js';
+import { GatewayLogStream, HighRateTelemetry } from './streams.js';
 
 /** Construct id of the one stack of the app (also its CloudFormation stack name). */
 export const STACK_ID = 'Edgefleet';
@@ -49,6 +49,8 @@ export class EdgefleetStack extends Stack {
   readonly devicePolicy: iot.CfnPolicy;
   /** High-rate telemetry: the Kinesis stream, the anomaly detection function and their mapping. */
   readonly highRateTelemetry: HighRateTelemetry;
+  /** The Kinesis stream gateways ship their log lines to (with the upload role's sessions). */
+  readonly gatewayLogs: GatewayLogStream;
   /** The project's IoT rules (cloud/rules), with their roles and permissions. */
   readonly topicRules: TopicRules;
   /** The project's Lambda functions and the gateways' upload role. */
@@ -174,7 +176,10 @@ export class EdgefleetStack extends Stack {
       policyDocument: devicePolicyDocument(Aws.REGION, Aws.ACCOUNT_ID),
     });
 
+    this.gatewayLogs = new GatewayLogStream(this, 'GatewayLogs');
+
     this.functions = new ProjectFunctions(this, 'Functions', {
+      logStream: this.gatewayLogs.stream,
       dataBucket: this.dataLakeBucket,
       dataKey: this.dataLakeKey,
       resultsBucket: this.resultsBucket,
@@ -237,6 +242,10 @@ export class EdgefleetStack extends Stack {
     new CfnOutput(this, 'LakePartitionRegistrarArn', {
       description: 'State machine that registers the partitions of new lake objects in Glue',
       value: this.dataLake.partitionRegistrar.stateMachineArn,
+    });
+    new CfnOutput(this, 'GatewayLogStreamName', {
+      description: 'Name of the Kinesis stream gateways ship their log lines to',
+      value: this.gatewayLogs.stream.streamName,
     });
     new CfnOutput(this, 'DevicePolicyName', {
       description: 'Name of the IoT policy attached to gateway certificates',

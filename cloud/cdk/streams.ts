@@ -3,7 +3,8 @@
  * server-side encryption with the `aws/kinesis` key, so neither the rule's role nor the mapping needs a
  * key grant), the anomaly detection function, and the event source mapping between them (bisect on
  * error, bounded retries, ReportBatchItemFailures), whose on-failure destination is an SQS queue
- * encrypted with its own customer managed key.
+ * encrypted with its own customer managed key. And the gateway log stream (`GatewayLogStream`), which
+ * gateways' log shippers put their log lines into.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,13 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ALERTS_TOPIC_PREFIX, ANOMALY_DETECTION_FUNCTION_NAME } from '../rules/resources.js';
-import { TELEMETRY_HR_MAPPING, TELEMETRY_HR_SHARDS, TELEMETRY_HR_STREAM } from '../rules/streams.js';
+import {
+  GATEWAY_LOGS_SHARDS,
+  GATEWAY_LOGS_STREAM,
+  TELEMETRY_HR_MAPPING,
+  TELEMETRY_HR_SHARDS,
+  TELEMETRY_HR_STREAM,
+} from '../rules/streams.js';
 import { flattenForNag } from './rules.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -141,6 +148,28 @@ export class HighRateTelemetry extends Construct {
       id: 'AwsSolutions-SQS3',
       reason:
         'This queue is itself the on-failure destination of the event source mapping; a dead-letter queue behind it would have no consumer either',
+    });
+  }
+}
+
+/**
+ * The gateway log stream: gateways put their log lines into it with PutRecords, with the temporary
+ * credentials of the upload role (whose policy and session policies name this stream). Server-side
+ * encryption uses the `aws/kinesis` key: with the AWS managed key a producer needs no KMS permission
+ * (a customer managed key would need kms:GenerateDataKey for every producer, here every gateway
+ * session, and cdk-nag's KDS3 asks for the managed key).
+ */
+export class GatewayLogStream extends Construct {
+  readonly stream: kinesis.Stream;
+
+  constructor(scope: Construct, id: string) {
+    super(scope, id);
+    // Named as the gateways' configuration defaults to (protocol/logs.ts).
+    this.stream = new kinesis.Stream(this, 'Stream', {
+      streamName: GATEWAY_LOGS_STREAM,
+      shardCount: GATEWAY_LOGS_SHARDS,
+      encryption: kinesis.StreamEncryption.MANAGED,
+      retentionPeriod: Duration.hours(24),
     });
   }
 }

@@ -36,7 +36,14 @@ import {
   uploadRolePolicy,
   VENDING_ROLE_NAME,
 } from '../rules/resources.js';
-import { TELEMETRY_HR_MAPPING, TELEMETRY_HR_SHARDS, TELEMETRY_HR_STREAM } from '../rules/streams.js';
+import {
+  GATEWAY_LOGS_SHARDS,
+  GATEWAY_LOGS_STREAM,
+  kinesisStreamArn,
+  TELEMETRY_HR_MAPPING,
+  TELEMETRY_HR_SHARDS,
+  TELEMETRY_HR_STREAM,
+} from '../rules/streams.js';
 import { IotBroker, MAX_PAYLOAD_BYTES } from './broker.js';
 import { type LocalCloudOptions, type LocalCloudOptionsInput, parseLocalCloudOptions } from './config.js';
 import { CredentialStore } from './credentials.js';
@@ -103,10 +110,16 @@ export function seedRegistry(registry: Registry, pki: LocalPki, opts: LocalCloud
   registry.putPolicy(DEVICE_POLICY_NAME, devicePolicyDocument(opts.region, opts.accountId));
 }
 
+/** The gateway log stream's ARN in the local cloud. */
+function gatewayLogsStreamArn(opts: LocalCloudOptions): string {
+  return kinesisStreamArn(GATEWAY_LOGS_STREAM, opts.region, opts.accountId, partitionOf(opts.region));
+}
+
 /**
  * Ensures the project's IAM roles exist: the credential vending function's execution role (trusted by
  * Lambda; it may assume the upload role and publish the credentials responses) and the upload role
- * (trusted by the vending role; objects under raw/ and frames/ of the data bucket, `opts.buckets[0]`).
+ * (trusted by the vending role; objects under raw/ and frames/ of the data bucket, `opts.buckets[0]`,
+ * and records into the gateway log stream).
  */
 export function seedIam(iam: Iam, opts: LocalCloudOptions): void {
   const lambdaTrust = {
@@ -160,7 +173,10 @@ export function seedIam(iam: Iam, opts: LocalCloudOptions): void {
       Version: '2012-10-17',
       Statement: [{ Effect: 'Allow', Principal: { AWS: vending.arn }, Action: 'sts:AssumeRole' }],
     },
-    policies: bucket === undefined ? {} : { uploads: uploadRolePolicy(bucket, s3Partition) },
+    policies:
+      bucket === undefined
+        ? {}
+        : { uploads: uploadRolePolicy(bucket, s3Partition, gatewayLogsStreamArn(opts)) },
   });
   // The frame analysis function: frames in the data bucket, rules and results in the results bucket.
   iam.putRole({
@@ -356,6 +372,7 @@ export class LocalCloud {
       environment: () => ({
         UPLOAD_ROLE_ARN: iam.roleArn(UPLOAD_ROLE_NAME),
         DATA_BUCKET: opts.buckets[0] ?? LOCAL_DATA_BUCKET,
+        LOG_STREAM_ARN: gatewayLogsStreamArn(opts),
         // The local S3 serves path-style URLs only.
         S3_FORCE_PATH_STYLE: 'true',
         RESULTS_BUCKET: LOCAL_RESULTS_BUCKET,
@@ -545,6 +562,8 @@ export class LocalCloud {
     http.register(kinesis.route());
     try {
       await kinesis.ensureStream(TELEMETRY_HR_STREAM, TELEMETRY_HR_SHARDS);
+      // Where gateways' log shippers put their log lines (with their vended credentials).
+      await kinesis.ensureStream(GATEWAY_LOGS_STREAM, GATEWAY_LOGS_SHARDS);
     } catch (err) {
       await kinesis.close().catch(() => {});
       await firehose.close().catch(() => {});

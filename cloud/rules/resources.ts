@@ -37,11 +37,19 @@ export function identificationPrefix(thingName: string): string {
 
 export type IamPolicyDocument = IotPolicyDocument;
 
+/** What a gateway may do on the log stream: put records, nothing else (no reads, no describe calls). */
+export const LOG_STREAM_ACTIONS = ['kinesis:PutRecord', 'kinesis:PutRecords'];
+
 /**
  * The upload role's own permissions: objects under raw/, frames/ and frames-identify/ (unmasked frames
- * of identification cameras), listing those prefixes.
+ * of identification cameras), listing those prefixes, and, given its ARN, putting records into the
+ * gateway log stream.
  */
-export function uploadRolePolicy(bucket: string, partition = 'aws'): IamPolicyDocument {
+export function uploadRolePolicy(
+  bucket: string,
+  partition = 'aws',
+  logStreamArn?: string,
+): IamPolicyDocument {
   const b = `arn:${partition}:s3:::${bucket}`;
   return {
     Version: '2012-10-17',
@@ -57,6 +65,9 @@ export function uploadRolePolicy(bucket: string, partition = 'aws'): IamPolicyDo
         Resource: b,
         Condition: { StringLike: { 's3:prefix': ['raw/*', 'frames/*', 'frames-identify/*'] } },
       },
+      ...(logStreamArn === undefined
+        ? []
+        : [{ Effect: 'Allow' as const, Action: LOG_STREAM_ACTIONS, Resource: logStreamArn }]),
     ],
   };
 }
@@ -64,9 +75,16 @@ export function uploadRolePolicy(bucket: string, partition = 'aws'): IamPolicyDo
 /**
  * The session policy the vending function passes to AssumeRole for one thing: the effective permissions
  * are the role's intersected with these, i.e. only the thing's own prefixes (raw/, frames/ and the
- * restricted frames-identify/ of unmasked identification frames).
+ * restricted frames-identify/ of unmasked identification frames) and, given its ARN, putting records
+ * into the gateway log stream (IAM cannot narrow that to the thing's own partition key: each record
+ * names its thing, and the stream is shared by all gateways).
  */
-export function uploadSessionPolicy(bucket: string, thingName: string, partition = 'aws'): IamPolicyDocument {
+export function uploadSessionPolicy(
+  bucket: string,
+  thingName: string,
+  partition = 'aws',
+  logStreamArn?: string,
+): IamPolicyDocument {
   const b = `arn:${partition}:s3:::${bucket}`;
   const prefixes = [...thingPrefixes(thingName), identificationPrefix(thingName)];
   return {
@@ -83,6 +101,9 @@ export function uploadSessionPolicy(bucket: string, thingName: string, partition
         Resource: b,
         Condition: { StringLike: { 's3:prefix': prefixes.map((p) => `${p}*`) } },
       },
+      ...(logStreamArn === undefined
+        ? []
+        : [{ Effect: 'Allow' as const, Action: LOG_STREAM_ACTIONS, Resource: logStreamArn }]),
     ],
   };
 }

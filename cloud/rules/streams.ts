@@ -4,7 +4,11 @@
  * High-rate telemetry (`hr/{thing}/telemetry`) goes through a rule into a stream partitioned by thing,
  * so one thing's readings stay in order on one shard; the anomaly detection function consumes it
  * through an event source mapping.
+ *
+ * Gateway logs: each gateway's log shipper puts its log lines (protocol/logs.ts) into their own stream
+ * with PutRecords, using the same temporary credentials as its uploads.
  */
+import { GATEWAY_LOGS_STREAM } from '../../protocol/logs.js';
 
 /** The high-rate telemetry stream. */
 export const TELEMETRY_HR_STREAM = 'edgefleet-telemetry-hr';
@@ -23,3 +27,13 @@ export const TELEMETRY_HR_MAPPING = Object.freeze({
   bisect: true,
   reportBatchItemFailures: true,
 });
+
+/** The stream of the gateways' log lines (the name lives in protocol/logs.ts, shared with the gateway). */
+export { GATEWAY_LOGS_STREAM };
+/** Its shard count (the local cloud creates it with this many; the CDK app provisions as many). */
+export const GATEWAY_LOGS_SHARDS = 2;
+
+/** The ARN of a stream. */
+export function kinesisStreamArn(name: string, region: string, account: string, partition = 'aws'): string {
+  return `arn:${partition}:kinesis:${region}:${account}:stream/${name}`;
+}

@@ -1,9 +1,16 @@
 /**
  * The temporary-token pattern end to end in the local cloud: a gateway asks for credentials over MQTT,
  * the rule edgefleet_credentials runs the vending function (the same handler that runs on AWS Lambda),
- * which assumes the upload role with a session policy for that thing only; S3 then enforces it.
+ * which assumes the upload role with a session policy for that thing only; S3 then enforces it, and so
+ * does Kinesis for the gateway log stream (put only, that stream only).
  */
 import { randomUUID } from 'node:crypto';
+import {
+  GetShardIteratorCommand,
+  KinesisClient,
+  PutRecordCommand,
+  PutRecordsCommand,
+} from '@aws-sdk/client-kinesis';
 import {
   GetObjectCommand,
   ListObjectsV2Command,
@@ -14,6 +21,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { MqttClient } from 'mqtt';
 import { LOCAL_DATA_BUCKET } from '../../cloud/rules/resources.js';
+import { GATEWAY_LOGS_STREAM, TELEMETRY_HR_STREAM } from '../../cloud/rules/streams.js';
 import { credentialsTopics } from '../../protocol/credentials.js';
 import {
   closed,
@@ -140,6 +148,48 @@ describe('credentials over MQTT', () => {
       ),
     ).toMatch(/AccessDenied|NoSuchBucket/);
     s3.destroy();
+  });
+
+  it('the credentials may put records into the gateway log stream, and nothing else in Kinesis', async () => {
+    const grant = await requestCredentials(mqttA, 'gw-a');
+    const kinesis = new KinesisClient({
+      region: tc.cloud.options.region,
+      endpoint: tc.cloud.endpoints.httpUrl,
+      credentials: {
+        accessKeyId: grant.accessKeyId,
+        secretAccessKey: grant.secretAccessKey,
+        sessionToken: grant.sessionToken,
+      },
+    });
+    try {
+      const line = { Data: Buffer.from('{"thing":"gw-a"}'), PartitionKey: 'gw-a/gateway' };
+      const put = await kinesis.send(
+        new PutRecordsCommand({ StreamName: GATEWAY_LOGS_STREAM, Records: [line, line] }),
+      );
+      expect(put.FailedRecordCount).toBe(0);
+      expect(put.Records?.every((r) => r.SequenceNumber !== undefined)).toBe(true);
+      await expect(
+        kinesis.send(new PutRecordCommand({ StreamName: GATEWAY_LOGS_STREAM, ...line })),
+      ).resolves.toHaveProperty('SequenceNumber');
+      // Another stream of the account: denied.
+      await expect(
+        errorName(kinesis.send(new PutRecordsCommand({ StreamName: TELEMETRY_HR_STREAM, Records: [line] }))),
+      ).resolves.toBe('AccessDeniedException');
+      // Reading the log stream (other gateways' lines): denied.
+      await expect(
+        errorName(
+          kinesis.send(
+            new GetShardIteratorCommand({
+              StreamName: GATEWAY_LOGS_STREAM,
+              ShardId: 'shardId-000000000000',
+              ShardIteratorType: 'TRIM_HORIZON',
+            }),
+          ),
+        ),
+      ).resolves.toBe('AccessDeniedException');
+    } finally {
+      kinesis.destroy();
+    }
   });
 
   it("thing A cannot obtain credentials through B's request topic, nor listen on B's response topic", async () => {

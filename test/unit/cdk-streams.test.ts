@@ -1,7 +1,8 @@
 /**
  * High-rate telemetry in the CDK app: the encrypted Kinesis stream the rule puts to, the anomaly
  * detection function and the event source mapping with bisect, retries, ReportBatchItemFailures and an
- * encrypted SQS on-failure destination.
+ * encrypted SQS on-failure destination. The gateway log stream: encrypted, put-only for the upload role,
+ * named to the vending function.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { buildApp, type EdgefleetStack } from '../../cloud/cdk/stack.js';
-import { TELEMETRY_HR_MAPPING, TELEMETRY_HR_SHARDS, TELEMETRY_HR_STREAM } from '../../cloud/rules/streams.js';
+import {
+  GATEWAY_LOGS_SHARDS,
+  GATEWAY_LOGS_STREAM,
+  TELEMETRY_HR_MAPPING,
+  TELEMETRY_HR_SHARDS,
+  TELEMETRY_HR_STREAM,
+} from '../../cloud/rules/streams.js';
 
 let outdir: string;
 let stack: EdgefleetStack;
@@ -91,6 +98,43 @@ describe('high-rate telemetry', () => {
           }),
         },
       ],
+    });
+  });
+});
+
+describe('gateway log stream', () => {
+  const streamArn = () => ({ 'Fn::GetAtt': [ref(stack.gatewayLogs.stream), 'Arn'] });
+
+  test('is KMS-encrypted with the AWS managed key (no key grant for producers) and named for the gateways', () => {
+    template.hasResourceProperties('AWS::Kinesis::Stream', {
+      Name: GATEWAY_LOGS_STREAM,
+      ShardCount: GATEWAY_LOGS_SHARDS,
+      StreamEncryption: { EncryptionType: 'KMS', KeyId: 'alias/aws/kinesis' },
+      RetentionPeriodHours: 24,
+    });
+    expect(template.findOutputs('GatewayLogStreamName').GatewayLogStreamName?.Value).toEqual({
+      Ref: ref(stack.gatewayLogs.stream),
+    });
+  });
+
+  test('the upload role may put records into it, and nothing else of Kinesis', () => {
+    const role = template.findResources('AWS::IAM::Role')[ref(stack.functions.uploadRole)];
+    if (!role) throw new Error('no upload role in the template');
+    const policies = (
+      role.Properties as { Policies: { PolicyName: string; PolicyDocument: { Statement: unknown[] } }[] }
+    ).Policies;
+    const uploads = policies.find((p) => p.PolicyName === 'uploads');
+    const kinesisStatements = (uploads?.PolicyDocument.Statement ?? []).filter((st) =>
+      JSON.stringify(st).includes('kinesis:'),
+    );
+    expect(kinesisStatements).toEqual([
+      { Effect: 'Allow', Action: ['kinesis:PutRecord', 'kinesis:PutRecords'], Resource: streamArn() },
+    ]);
+  });
+
+  test('the vending function gets its ARN for the session policy', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ LOG_STREAM_ARN: streamArn() }) },
     });
   });
 });

@@ -21,6 +21,7 @@ import {
 import { InvalidRequestError, ResourceNotFoundError } from '../../cloud/local/errors.js';
 import { Iam, parseSessionPolicy, parseTrustPolicy } from '../../cloud/local/iam.js';
 import { PolicyDocumentError } from '../../cloud/local/policy.js';
+import { MAX_SESSION_POLICY_CHARS, packedPolicyPercent } from '../../cloud/local/sts.js';
 import { uploadRolePolicy, uploadSessionPolicy } from '../../cloud/rules/resources.js';
 import { removeDir, tempDir } from '../helpers/cloud.js';
 
@@ -102,6 +103,42 @@ describe('the authorizer', () => {
     expect(iam.authorize(s, { action: 's3:putobject', resource: `${B}/frames/gw-1/f.jpg` }).allowed).toBe(
       true,
     );
+  });
+
+  it('lets a session put records only into the log stream that both the role and the session policy name', () => {
+    const logs = `arn:aws:kinesis:${REGION}:${ACCOUNT}:stream/edgefleet-gateway-logs`;
+    const other = `arn:aws:kinesis:${REGION}:${ACCOUNT}:stream/edgefleet-telemetry-hr`;
+    iam.putRole({
+      roleName: 'upload',
+      trustPolicy: trustLambda,
+      policies: { uploads: uploadRolePolicy(BUCKET, 'aws', logs) },
+    });
+    const s = session('upload', 'gw-1', uploadSessionPolicy(BUCKET, 'gw-1', 'aws', logs));
+    expect(iam.authorize(s, { action: 'kinesis:PutRecords', resource: logs })).toEqual({ allowed: true });
+    expect(iam.authorize(s, { action: 'kinesis:PutRecord', resource: logs })).toEqual({ allowed: true });
+    expect(iam.authorize(s, { action: 'kinesis:PutRecords', resource: other }).allowed).toBe(false);
+    for (const action of ['kinesis:GetRecords', 'kinesis:GetShardIterator', 'kinesis:DescribeStreamSummary'])
+      expect(iam.authorize(s, { action, resource: logs }).allowed).toBe(false);
+    // The S3 prefixes are as before.
+    expect(iam.authorize(s, { action: 's3:PutObject', resource: `${B}/raw/gw-1/x` }).allowed).toBe(true);
+    // A session policy without the stream: denied, although the role allows it.
+    const plain = session('upload', 'gw-2', uploadSessionPolicy(BUCKET, 'gw-2'));
+    expect(iam.authorize(plain, { action: 'kinesis:PutRecords', resource: logs })).toEqual({
+      allowed: false,
+      reason: `no statement in the session policy allows kinesis:PutRecords on ${logs}`,
+    });
+    // A role without the stream: denied, although the session policy names it.
+    iam.putRolePolicy('upload', 'uploads', uploadRolePolicy(BUCKET));
+    const narrow = session('upload', 'gw-1', uploadSessionPolicy(BUCKET, 'gw-1', 'aws', logs));
+    expect(iam.authorize(narrow, { action: 'kinesis:PutRecords', resource: logs }).allowed).toBe(false);
+  });
+
+  it('keeps the session policy of the longest thing name, log stream included, within AssumeRole limits', () => {
+    const thing = 'g'.repeat(128);
+    const logs = `arn:aws-us-gov:kinesis:us-gov-west-1:${ACCOUNT}:stream/edgefleet-gateway-logs`;
+    const policy = JSON.stringify(uploadSessionPolicy('b'.repeat(63), thing, 'aws-us-gov', logs));
+    expect(policy.length).toBeLessThanOrEqual(MAX_SESSION_POLICY_CHARS);
+    expect(packedPolicyPercent(policy, [])).toBeLessThanOrEqual(100);
   });
 
   it('cannot widen the role with a session policy', () => {

@@ -2,7 +2,8 @@
  * Credential vending (the "temporary token" pattern). A rule on `things/+/credentials/request` passes the
  * request with the publisher's client id and the thing named in the topic; the function checks that they
  * are the same thing, asks STS for a session of the upload role whose session policy allows only that
- * thing's S3 prefixes, and publishes the credentials (or an error) to the thing's response topic.
+ * thing's S3 prefixes (and, when LOG_STREAM_ARN is set, putting records into the gateway log stream),
+ * and publishes the credentials (or an error) to the thing's response topic.
  */
 import { IoTDataPlaneClient, PublishCommand } from '@aws-sdk/client-iot-data-plane';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
@@ -46,6 +47,14 @@ export function createVendingHandler(runtime: FunctionRuntime): Handler {
     throw new Error('environment variable CREDENTIALS_DURATION_SECONDS must be an integer from 900 to 43200');
   }
   const partition = runtime.env.AWS_PARTITION ?? 'aws';
+  // Optional: without it, the sessions cannot put log records (gateways without log shipping need none).
+  const logStreamArn = runtime.env.LOG_STREAM_ARN || undefined;
+  if (
+    logStreamArn !== undefined &&
+    !/^arn:[a-z-]+:kinesis:[a-z0-9-]+:\d{12}:stream\/[\w.-]{1,128}$/.test(logStreamArn)
+  ) {
+    throw new Error('environment variable LOG_STREAM_ARN must be the ARN of a Kinesis data stream');
+  }
   const sts = new STSClient({ region: runtime.region, ...runtime.clientConfig });
   const iotEndpoint = runtime.env.IOT_DATA_ENDPOINT;
   const iot = new IoTDataPlaneClient({
@@ -89,7 +98,7 @@ export function createVendingHandler(runtime: FunctionRuntime): Handler {
           RoleArn: roleArn,
           RoleSessionName: sessionName(thingName),
           DurationSeconds: duration,
-          Policy: JSON.stringify(uploadSessionPolicy(bucket, thingName, partition)),
+          Policy: JSON.stringify(uploadSessionPolicy(bucket, thingName, partition, logStreamArn)),
         }),
       );
       const c = out.Credentials;
@@ -127,6 +136,7 @@ export const credentialVending: FunctionDefinition = {
     'CREDENTIALS_DURATION_SECONDS',
     'IOT_DATA_ENDPOINT',
     'AWS_PARTITION',
+    'LOG_STREAM_ARN',
   ],
   create: createVendingHandler,
 };
