@@ -4,6 +4,7 @@ import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import pino from 'pino';
 import { z } from 'zod';
+import { KinesisDataStream } from '../edge-component/adapters/kinesis-log-stream.js';
 import { mqttChannelFromConfig } from '../edge-component/adapters/mqtt-channel.js';
 import { LOG_LEVELS, loadGatewayConfig } from '../edge-component/config.js';
 import { credentialProviderFromConfig } from '../edge-component/credentials.js';
@@ -15,6 +16,7 @@ import {
   UploadSourceError,
 } from '../edge-component/errors.js';
 import { Gateway } from '../edge-component/gateway.js';
+import { LogTee } from '../edge-component/logs/tee.js';
 import type { IotChannel } from '../edge-component/ports.js';
 import { FileReidentificationStore } from '../edge-component/pseudonymize/store.js';
 import { assertThingObjectKey, S3Uploader, type UploadProgress } from '../edge-component/uploader.js';
@@ -177,7 +179,7 @@ const RunFlags = z.object({
 /**
  * `gateway run --config FILE [--duration SECONDS]`: runs the gateway (direct MQTT over mTLS, temporary
  * credentials, S3 uploads) until SIGINT/SIGTERM or the duration ends, then stops it cleanly. Logs JSON
- * lines on stdout.
+ * lines on stdout (through a LogTee, so that a `logs` section can ship them too).
  */
 export async function gatewayRun(
   raw: Record<string, unknown>,
@@ -188,7 +190,8 @@ export async function gatewayRun(
   if (!config.iot) {
     throw new CliError(`${flags.config}: iot is required for gateway run (direct MQTT over mutual TLS)`, 2);
   }
-  const logger = pino({ level: flags.logLevel ?? config.logLevel }, io.out);
+  const tee = new LogTee(io.out);
+  const logger = pino({ level: flags.logLevel ?? config.logLevel }, tee);
   let stopRequested: (reason: string) => void = () => {};
   const stopSignal = new Promise<string>((resolve) => {
     stopRequested = resolve;
@@ -200,6 +203,7 @@ export async function gatewayRun(
   let channel: IotChannel | undefined;
   let provider: ReturnType<typeof credentialProviderFromConfig> | undefined;
   let uploader: S3Uploader | undefined;
+  let logStream: KinesisDataStream | undefined;
   let gateway: Gateway | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -211,7 +215,14 @@ export async function gatewayRun(
     }
     provider = credentialProviderFromConfig(config, { channel, logger });
     uploader = S3Uploader.fromConfig(config, provider, { logger });
-    gateway = await Gateway.start(config, { channel, uploader, logger });
+    logStream = await KinesisDataStream.fromConfig(config, provider);
+    gateway = await Gateway.start(config, {
+      channel,
+      uploader,
+      logger,
+      logTap: tee,
+      ...(logStream ? { logStream } : {}),
+    });
     if (flags.duration !== undefined && flags.duration > 0) {
       timer = setTimeout(() => stopRequested('duration'), flags.duration * 1000);
     }
@@ -225,6 +236,7 @@ export async function gatewayRun(
     if (timer) clearTimeout(timer);
     await gateway?.stop();
     uploader?.destroy();
+    logStream?.destroy();
     await provider?.close();
     await channel?.close();
     process.off('SIGINT', onSigint);

@@ -9,10 +9,17 @@
  */
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import semver from 'semver';
 import { z } from 'zod';
 import { DetectorOptionsSchema } from '../analytics/anomaly/detector.js';
+import {
+  COMPONENT_LOG_SOURCE,
+  GATEWAY_LOGS_STREAM,
+  LOG_SOURCE_PATTERN,
+  MAX_PUT_RECORDS,
+  MAX_PUT_RECORDS_BYTES,
+} from '../protocol/logs.js';
 import { backoffSchema } from './backoff.js';
 import { BatchLimitsSchema } from './batching.js';
 import { GatewayConfigError } from './errors.js';
@@ -66,6 +73,8 @@ export const AwsConfigSchema = section({
   s3Endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
   /** Path-style S3 URLs (the local cloud needs them). */
   forcePathStyle: z.boolean(typeError('true or false')).optional(),
+  /** Kinesis endpoint URL (log shipping); unset: `s3Endpoint` (the local cloud serves both), or AWS's. */
+  kinesisEndpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
 });
 
 export const StorageConfigSchema = section({
@@ -150,6 +159,13 @@ export const SpoolSectionSchema = section({
     }),
     /** Records and events that cannot be uploaded (malformed, failed pseudonymization, rejected); local only. */
     deadletter: streamSettings({
+      maxSizeBytes: 64 * MiB,
+      segmentSizeBytes: 4 * MiB,
+      strategyOnFull: 'OverwriteOldestData',
+      priority: 'bulk',
+    }),
+    /** Log lines waiting to be shipped (only opened with a `logs` section). */
+    logs: streamSettings({
       maxSizeBytes: 64 * MiB,
       segmentSizeBytes: 4 * MiB,
       strategyOnFull: 'OverwriteOldestData',
@@ -490,6 +506,81 @@ export const FirmwareConfigSchema = section({
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/** Levels a shipped line may have at least. */
+const SHIPPED_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+/** A source name made from a file name: characters outside LOG_SOURCE_PATTERN become `_`. */
+export function defaultLogSource(path: string): string {
+  const name = basename(path)
+    .replace(/[^A-Za-z0-9._-]/g, '_')
+    .slice(0, 64);
+  return name.length > 0 ? name : 'file';
+}
+
+export const LogFileConfigSchema = section({
+  /** The file to follow (like `tail -F`); relative paths resolve against the configuration file. */
+  path: text,
+  /** Names the file's lines in the stream (and their partition key); default: the file name. */
+  source: z
+    .string(typeError('a string'))
+    .regex(LOG_SOURCE_PATTERN, 'must be 1 to 64 characters of A-Z, a-z, 0-9, ".", "_" and "-"')
+    .optional(),
+  /**
+   * Where a file seen for the first time (no saved position) is read from: `beginning` ships what it
+   * already holds, `end` only what is written from then on. Rotated and new files are read from the start.
+   */
+  startAt: z.enum(['beginning', 'end'], "must be 'beginning' or 'end'").default('beginning'),
+}).transform((f) => ({ path: f.path, source: f.source ?? defaultLogSource(f.path), startAt: f.startAt }));
+
+/**
+ * Log shipping (edge-component/logs): the component's own log lines and followed files go through the
+ * `logs` spool stream into a Kinesis data stream with PutRecords, signed with the gateway's temporary
+ * credentials. Absent: no shipping.
+ */
+export const LogsConfigSchema = section({
+  /** The Kinesis data stream (the vended session policy allows the default one). */
+  streamName: z
+    .string(typeError('a string'))
+    .regex(/^[A-Za-z0-9_.-]{1,128}$/, 'must be a stream name: 1 to 128 of A-Z, a-z, 0-9, "_", "." and "-"')
+    .default(GATEWAY_LOGS_STREAM),
+  /** The component's own log lines (source `gateway`). */
+  component: section({
+    enabled: z.boolean(typeError('true or false')).default(true),
+    /** Lines below this level are not shipped (nor are lines below `logLevel`, which are not written). */
+    level: z.enum(SHIPPED_LEVELS, `must be one of ${SHIPPED_LEVELS.join(', ')}`).default('info'),
+  }).prefault({}),
+  /** Log files to follow. */
+  files: z.array(LogFileConfigSchema, typeError('an array of files')).default([]),
+  /**
+   * One PutRecords call: at most maxRecords records and maxBytes bytes of data and partition keys (but
+   * at least one record), sent once full or when its oldest line is maxAgeMs old.
+   */
+  batch: section({
+    maxRecords: int(1, MAX_PUT_RECORDS).default(MAX_PUT_RECORDS),
+    maxBytes: int(1024, MAX_PUT_RECORDS_BYTES).default(MAX_PUT_RECORDS_BYTES),
+    maxAgeMs: int(0, 3_600_000).default(1000),
+  }).prefault({}),
+  /** How often the files are checked for new lines, rotation and truncation. */
+  pollIntervalMs: int(10, 3_600_000).default(1000),
+  /** Backoff after a failed PutRecords call, or one with failed records (jittered, doubling). */
+  backoff: backoffSchema({ initialDelayMs: 100, maxDelayMs: 30_000 }),
+}).superRefine((l, ctx) => {
+  const seen = new Set<string>(l.component.enabled ? [COMPONENT_LOG_SOURCE] : []);
+  l.files.forEach((f, i) => {
+    if (seen.has(f.source)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['files', i, 'source'],
+        message:
+          f.source === COMPONENT_LOG_SOURCE && l.component.enabled
+            ? `'${f.source}' names the component's own lines; set another source`
+            : `duplicate source '${f.source}'; set a distinct source`,
+      });
+    }
+    seen.add(f.source);
+  });
+});
+
 export const GatewayConfigSchema = section({
   thingName: z
     .string(typeError('a string'))
@@ -516,6 +607,8 @@ export const GatewayConfigSchema = section({
   cameras: CamerasConfigSchema,
   /** The firmware agent (updates through the `firmware` named shadow); absent: no agent. */
   firmware: FirmwareConfigSchema.optional(),
+  /** Log shipping to a Kinesis data stream; absent: off. */
+  logs: LogsConfigSchema.optional(),
 });
 
 /** Where the gateway runs: standalone (its own MQTT connection) or as a Greengrass component. */
@@ -561,6 +654,7 @@ export type FrameSourceConfig = z.output<typeof FrameSourceConfigSchema>;
 export type MaskingConfig = z.output<typeof MaskingConfigSchema>;
 export type PrivacyZone = z.output<typeof PrivacyZoneSchema>;
 export type FirmwareConfig = z.output<typeof FirmwareConfigSchema>;
+export type LogsConfig = z.output<typeof LogsConfigSchema>;
 
 /** `a.b: message` for each issue; unknown fields are named by their own path. */
 export function describeIssues(error: z.ZodError): { path: string; message: string }[] {
@@ -663,6 +757,10 @@ export function parseGatewayConfig(input: unknown, opts: ParseOptions = {}): Gat
         ]),
       ),
     };
+  }
+  if (base !== undefined && config.logs) {
+    const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+    config.logs = { ...config.logs, files: config.logs.files.map((f) => ({ ...f, path: abs(f.path) })) };
   }
   if (base !== undefined && config.iot) {
     const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));

@@ -31,9 +31,13 @@
  *   keys are deterministic, so a retry after a restart finds the earlier upload (If-None-Match).
  *   Camera health (status, last frame, kept/skipped/rejected counts, last error) goes to the health
  *   shadow under `cameras`.
+ * - Logs: with a `logs` section, the log shipper (logs/shipper.ts) puts the component's own log lines
+ *   (taken from the root logger's LogTee, `deps.logTap`) and the configured files' lines into the `logs`
+ *   spool stream and ships them to a Kinesis data stream (`deps.logStream`) with PutRecords; it is kicked
+ *   on every reconnection, and its figures go to the health shadow under `logs`.
  * - stop(): stops ingest, the cameras and the loops, uploads what is left as final batches (cutBatch
- *   with shuttingDown) if connected, and closes the spool; whatever could not be uploaded (frames
- *   included) stays spooled.
+ *   with shuttingDown) if connected, stops the log shipper and closes the spool; whatever could not be
+ *   uploaded or shipped (frames and log lines included) stays spooled.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -55,9 +59,12 @@ import { FrameMetadataSchema, frameObjectKeys } from './frames/keys.js';
 import type { FrameOutcome } from './frames/pipeline.js';
 import type { FaceDetector, FrameSource } from './frames/ports.js';
 import type { FrameService } from './frames/service.js';
+import type { LogShipper } from './logs/shipper.js';
+import type { LogTap } from './logs/tee.js';
 import type {
   ChannelState,
   Clock,
+  DataStreamClient,
   IotChannel,
   LocalMessage,
   LocalPubSub,
@@ -70,6 +77,7 @@ import { FileReidentificationStore } from './pseudonymize/store.js';
 import { type SimulatorHandle, startSimulator } from './simulator.js';
 import { type AppendResult, type JsonValue, Spool, type SpoolEntry } from './spool/index.js';
 import type { UploadRequest, UploadResult } from './uploader.js';
+import { Wakeup } from './wakeup.js';
 
 export class GatewayError extends EdgeError {}
 /** ingest()/emitEvent() after stop() began. */
@@ -83,6 +91,9 @@ export const STREAMS = {
   frames: 'frames',
   deadletter: 'deadletter',
 } as const;
+
+/** The spool stream of log lines waiting to be shipped (opened only with a `logs` section). */
+export const LOGS_STREAM = 'logs';
 
 /** What the gateway needs of an uploader (S3Uploader in production). */
 export interface BatchUploader {
@@ -113,6 +124,10 @@ export interface GatewayDeps {
   onFrame?: (camera: string, outcome: FrameOutcome) => void;
   /** The firmware agent's HTTP GET (artifact downloads); default: fetch. */
   firmwareHttpGet?: HttpGet;
+  /** Where `logs` ships to (adapters/kinesis-log-stream.ts); required with a `logs` section. */
+  logStream?: DataStreamClient;
+  /** The root logger's LogTee: the component's own lines are shipped from there (`logs.component`). */
+  logTap?: LogTap;
 }
 
 export type IngestResult =
@@ -136,6 +151,11 @@ export interface GatewayCounters {
   frameUploadFailures: number;
   /** Alarms of the anomaly detectors (each sent as an `anomaly` event). */
   anomalies: number;
+  /** Log records the log stream accepted, and their bytes (data and partition keys). */
+  logRecordsShipped: number;
+  logBytesShipped: number;
+  /** Log records the stream refused in a call (throttling); each is sent again. */
+  logRecordsRetried: number;
 }
 
 interface PendingBatch {
@@ -154,34 +174,6 @@ interface OutstandingEvent {
   payload: string;
   attempts: number;
   nextAt: number;
-}
-
-/** Sleep that `kick()` ends early (a kick before the sleep ends the next sleep at once). */
-class Wakeup {
-  private ctrl = new AbortController();
-  constructor(
-    private readonly clock: Clock,
-    private readonly stop: AbortSignal,
-  ) {}
-  kick(): void {
-    // abort() makes its default reason (a DOMException, with a stack) even when already aborted.
-    if (!this.ctrl.signal.aborted) this.ctrl.abort();
-  }
-  /** Forgets a kick that has not ended a sleep yet. */
-  clear(): void {
-    if (this.ctrl.signal.aborted) this.ctrl = new AbortController();
-  }
-  async sleep(ms: number): Promise<void> {
-    const ctrl = this.ctrl;
-    if (!ctrl.signal.aborted && !this.stop.aborted) {
-      try {
-        await this.clock.sleep(Math.max(0, ms), AbortSignal.any([ctrl.signal, this.stop]));
-      } catch {
-        // woken up
-      }
-    }
-    if (this.ctrl === ctrl && ctrl.signal.aborted) this.ctrl = new AbortController();
-  }
 }
 
 const IDLE_MS = 3_600_000;
@@ -259,6 +251,9 @@ export class Gateway {
     framesUploaded: 0,
     frameUploadFailures: 0,
     anomalies: 0,
+    logRecordsShipped: 0,
+    logBytesShipped: 0,
+    logRecordsRetried: 0,
   };
   lastFrameUploadAt: number | null = null;
   lastUploadAt: number | null = null;
@@ -274,6 +269,8 @@ export class Gateway {
   private frames: FrameService | undefined;
   /** The firmware agent, when `config.firmware` is set. */
   firmware: FirmwareAgent | undefined;
+  /** The log shipper, when `config.logs` is set. */
+  logShipper: LogShipper | undefined;
   /** Anomaly detection on live readings (config.anomaly); its state lives in the spool's meta data. */
   private anomalies: DetectorBank | undefined;
   private anomalySaves = 0;
@@ -351,7 +348,10 @@ export class Gateway {
         {
           dir: s.dir,
           ...(s.maxTotalBytes !== undefined ? { maxTotalBytes: s.maxTotalBytes } : {}),
-          streams: Object.values(STREAMS).map((name) => ({ name, ...s.streams[name] })),
+          streams: [
+            ...Object.values(STREAMS).map((name) => ({ name, ...s.streams[name] })),
+            ...(config.logs ? [{ name: LOGS_STREAM, ...s.streams.logs }] : []),
+          ],
         },
         { logger, clock },
       );
@@ -372,6 +372,7 @@ export class Gateway {
       clock,
     );
     try {
+      await gw.startLogShipping(deps, logger);
       await gw.init(deps.localPubSub);
       await gw.startFrames(deps);
       await gw.startFirmware(deps);
@@ -896,6 +897,34 @@ export class Gateway {
     this.log.debug({ topic, records: p.batch.records, firstSeq: p.batch.firstSeq }, 'records streamed');
   }
 
+  // ---------------------------------------------------------------- logs
+
+  /** Starts the log shipper (loaded only with a `logs` section). */
+  private async startLogShipping(deps: GatewayDeps, rootLogger: Logger): Promise<void> {
+    const logs = this.config.logs;
+    if (!logs) {
+      deps.logTap?.idle();
+      return;
+    }
+    if (!deps.logStream) throw new GatewayError('logs needs a data stream client (deps.logStream)');
+    if (logs.component.enabled && !deps.logTap) {
+      this.log.warn("the logger has no LogTee: the component's own lines are not shipped (logs.component)");
+    }
+    const { LogShipper } = await import('./logs/shipper.js');
+    this.logShipper = LogShipper.start({
+      config: logs,
+      thingName: this.config.thingName,
+      spool: this.spool,
+      stream: LOGS_STREAM,
+      client: deps.logStream,
+      tap: deps.logTap,
+      clock: this.clock,
+      logger: rootLogger,
+      counters: this.counters,
+      online: () => this.channel.connected,
+    });
+  }
+
   // ---------------------------------------------------------------- frames
 
   /** Starts the cameras (the frames code, sharp included, is loaded only when there are any). */
@@ -1197,6 +1226,7 @@ export class Gateway {
       outstandingEvents: this.outstanding.size,
       lastFrameUploadAt: this.lastFrameUploadAt,
       cameras: this.cameraHealth(),
+      ...(this.logShipper ? { logs: this.logShipper.healthReport() } : {}),
     };
   }
 
@@ -1225,6 +1255,7 @@ export class Gateway {
     this.uploadWake.kick();
     this.healthWake.kick();
     this.framesWake.kick();
+    this.logShipper?.kick();
   }
 
   private track(p: Promise<unknown>): void {
@@ -1263,6 +1294,7 @@ export class Gateway {
     }
     const left = this.spool.stats().streams.find((s) => s.name === STREAMS.telemetry)?.depth ?? 0;
     await this.saveAnomalyState();
+    await this.logShipper?.stop();
     await this.spool.close();
     await this.ownedStore?.closeAsync();
     this.log.info({ spooledTelemetry: left, outstandingEvents: this.outstanding.size }, 'gateway stopped');

@@ -23,18 +23,23 @@ import {
   greengrassSecrets,
   type ValidityReport,
 } from './adapters/greengrass-ipc.js';
+import { KinesisDataStream } from './adapters/kinesis-log-stream.js';
 import { type GatewayConfig, parseGatewayConfig } from './config.js';
 import { credentialProviderFromConfig, type RefreshingCredentialProvider } from './credentials.js';
 import { EdgeError, GatewayConfigError } from './errors.js';
 import { Gateway } from './gateway.js';
+import { type LogTap, LogTee } from './logs/tee.js';
 import { S3Uploader } from './uploader.js';
 
 export interface GreengrassComponentOptions {
   /**
    * Default: JSON lines on stdout (the nucleus writes them to the component's log file) at the
-   * configuration's `logLevel`. An injected logger keeps its own level.
+   * configuration's `logLevel`, through a LogTee (a `logs` section ships them too). An injected logger
+   * keeps its own level.
    */
   logger?: Logger;
+  /** The LogTee of an injected logger, if it has one (the component's own lines are shipped from it). */
+  logTap?: LogTap;
   /** Default process.env: SVCUID, AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT, AWS_IOT_THING_NAME. */
   env?: NodeJS.ProcessEnv;
   /** Relative paths of the configuration resolve against it; default process.cwd() (the work folder). */
@@ -48,6 +53,7 @@ interface Runtime {
   channel: GreengrassIotChannel;
   provider: RefreshingCredentialProvider;
   uploader: S3Uploader;
+  logStream: KinesisDataStream | undefined;
 }
 
 function describe(err: unknown): string {
@@ -73,6 +79,7 @@ export class GreengrassComponent {
     private readonly log: Logger,
     /** The configuration's logLevel applies (the logger is the component's own). */
     private readonly levelFromConfig: boolean,
+    private readonly logTap: LogTap | undefined,
   ) {}
 
   private applyLogLevel(config: GatewayConfig): void {
@@ -96,7 +103,8 @@ export class GreengrassComponent {
     const thingName = gg?.thingName ?? env.AWS_IOT_THING_NAME;
     if (!thingName)
       throw new EdgeError('AWS_IOT_THING_NAME is not set: the nucleus sets it for every component');
-    const logger = opts.logger ?? pino({ level: 'info' });
+    const tee = opts.logger === undefined ? new LogTee(pino.destination(1)) : undefined;
+    const logger = opts.logger ?? pino({ level: 'info' }, tee);
     const ownLogger = opts.logger === undefined;
     const ipc = await GreengrassIpc.connect({ logger, env, ...opts.ipc });
     const component = new GreengrassComponent(
@@ -107,6 +115,7 @@ export class GreengrassComponent {
       env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined,
       logger.child({ component: 'greengrass' }),
       ownLogger,
+      tee ?? opts.logTap,
     );
     try {
       await component.init();
@@ -218,7 +227,9 @@ export class GreengrassComponent {
     const channel = new GreengrassIotChannel(this.ipc);
     const provider = credentialProviderFromConfig(config, { channel, logger });
     const uploader = S3Uploader.fromConfig(config, provider, { logger });
+    let logStream: KinesisDataStream | undefined;
     try {
+      logStream = await KinesisDataStream.fromConfig(config, provider);
       const gateway = await Gateway.start(config, {
         channel,
         uploader,
@@ -226,10 +237,13 @@ export class GreengrassComponent {
         shadows: new GreengrassShadowClient(this.ipc, config.thingName),
         localPubSub: new GreengrassLocalPubSub(this.ipc),
         secrets: greengrassSecrets(this.ipc),
+        ...(this.logTap ? { logTap: this.logTap } : {}),
+        ...(logStream ? { logStream } : {}),
       });
-      return { config, gateway, channel, provider, uploader };
+      return { config, gateway, channel, provider, uploader, logStream };
     } catch (err) {
       uploader.destroy();
+      logStream?.destroy();
       await provider.close();
       await channel.close();
       throw err;
@@ -239,6 +253,7 @@ export class GreengrassComponent {
   private async stopRuntime(r: Runtime): Promise<void> {
     await r.gateway.stop();
     r.uploader.destroy();
+    r.logStream?.destroy();
     await r.provider.close();
     await r.channel.close();
   }

@@ -78,3 +78,26 @@ export interface Clock {
   /** Resolves after `ms`; rejects with the signal's reason when `signal` aborts first. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
+
+/** One record for a data stream: its bytes and its partition key. */
+export interface StreamRecord {
+  data: Uint8Array;
+  partitionKey: string;
+}
+
+/** What became of one record of a put: in the stream, or refused with the service's error code. */
+export type StreamPutOutcome = { ok: true } | { ok: false; code: string; message: string };
+
+/**
+ * A data stream the gateway puts records into (Kinesis PutRecords; adapters/kinesis-log-stream.ts).
+ */
+export interface DataStreamClient {
+  /**
+   * Puts the records (one request). Resolves with one outcome per record, in order, when the service
+   * answered: some may have failed (throttling), the others are in. Rejects when the request as a whole
+   * failed (network, credentials, access denied, ...): then none is known to be in.
+   */
+  putRecords(records: readonly StreamRecord[], signal?: AbortSignal): Promise<StreamPutOutcome[]>;
+  /** Releases connections. */
+  destroy(): void;
+}

@@ -4,7 +4,8 @@
  * connection is the core device's mutual-TLS session with the local cloud. Its configuration is the
  * recipe's DefaultConfiguration merged with a deployment's, its authorization the recipe's
  * accessControl, its pseudonymization key a SecretManager secret, its records come from another
- * component over local publish/subscribe, and its health shadow goes through the shadow manager.
+ * component over local publish/subscribe, and its health shadow goes through the shadow manager. A
+ * deployment that adds a `logs` section makes it ship its own log lines to the gateway log stream.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -12,15 +13,23 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { GetThingShadowCommand, IoTDataPlaneClient } from '@aws-sdk/client-iot-data-plane';
+import {
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  KinesisClient,
+  ListShardsCommand,
+} from '@aws-sdk/client-kinesis';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pino from 'pino';
 import { parse } from 'yaml';
 import { LocalNucleus, type NucleusComponent } from '../../cloud/local/greengrass/nucleus.js';
 import { LOCAL_DATA_BUCKET } from '../../cloud/rules/resources.js';
+import { GATEWAY_LOGS_STREAM } from '../../cloud/rules/streams.js';
 import { ipcClientFor } from '../../edge-component/adapters/greengrass-ipc.js';
 import { GatewayConfigError } from '../../edge-component/errors.js';
 import { GreengrassComponent } from '../../edge-component/greengrass.js';
+import { LogTee } from '../../edge-component/logs/tee.js';
 import { KeyRing } from '../../edge-component/pseudonymize/keyring.js';
 import { eventually, removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
 
@@ -30,6 +39,9 @@ const SENSOR = 'com.example.Sensor';
 const SECRET_ARN =
   'arn:aws:secretsmanager:eu-central-1:123456789012:secret:edgefleet/pseudonymization-AbCdEf';
 const logger = pino({ level: 'silent' });
+/** The component's own logger: written nowhere, but on a LogTee, so that a `logs` section can ship it. */
+const componentTee = new LogTee({ write: () => true });
+const componentLogger = pino({ level: 'info' }, componentTee);
 
 const recipe = parse(readFileSync(new URL('../../recipes/recipe.yaml', import.meta.url), 'utf8')) as {
   ComponentConfiguration: { DefaultConfiguration: Record<string, unknown> & { accessControl: never } };
@@ -124,7 +136,8 @@ function startComponent(workDir: string) {
   return GreengrassComponent.start({
     env: { ...nucleus.componentEnv(GATEWAY), AWS_REGION: tc.cloud.options.region },
     workDir,
-    logger,
+    logger: componentLogger,
+    logTap: componentTee,
     ipc: { reconnect: { initialDelayMs: 20, maxDelayMs: 200 } },
   });
 }
@@ -245,6 +258,45 @@ describe('the gateway component under the local nucleus', () => {
       async () => ((await telemetry()).length >= before + 2 ? true : undefined),
       'records after the change',
     );
+  });
+
+  it('ships its own log lines to the gateway log stream once a deployment adds a logs section', async () => {
+    const result = await nucleus.deploy(
+      GATEWAY,
+      deployment({ logs: { batch: { maxAgeMs: 50 }, backoff: { initialDelayMs: 20, maxDelayMs: 300 } } }),
+    );
+    expect(result.status).toBe('ACCEPTED');
+    await eventually(() => (component.config?.logs ? true : undefined), 'the configuration with logs');
+    const kinesis = new KinesisClient(tc.cloud.sdkConfig());
+    try {
+      const messages = async (): Promise<string[]> => {
+        const out: string[] = [];
+        const shards = (await kinesis.send(new ListShardsCommand({ StreamName: GATEWAY_LOGS_STREAM })))
+          .Shards;
+        for (const shard of shards ?? []) {
+          const it = await kinesis.send(
+            new GetShardIteratorCommand({
+              StreamName: GATEWAY_LOGS_STREAM,
+              ShardId: shard.ShardId,
+              ShardIteratorType: 'TRIM_HORIZON',
+            }),
+          );
+          const got = await kinesis.send(new GetRecordsCommand({ ShardIterator: it.ShardIterator }));
+          for (const r of got.Records ?? []) {
+            if (r.PartitionKey !== `${CORE}/gateway`) continue;
+            out.push(String((JSON.parse(Buffer.from(r.Data!).toString('utf8')) as { msg?: string }).msg));
+          }
+        }
+        return out;
+      };
+      const shipped = await eventually(async () => {
+        const m = await messages();
+        return m.includes('new configuration applied') ? m : undefined;
+      }, "the component's lines in the stream");
+      expect(shipped).toContain('gateway started');
+    } finally {
+      kinesis.destroy();
+    }
   });
 });
 
