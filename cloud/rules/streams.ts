@@ -1,9 +1,9 @@
 /**
  * Kinesis data streams shared by the rules, the CDK app and the local cloud.
  *
- * High-rate telemetry (`hr/{thing}/telemetry`) goes through a rule into a stream partitioned by thing,
- * so one thing's readings stay in order on one shard; the anomaly detection function consumes it
- * through an event source mapping.
+ * High-rate telemetry (`dt/{thing}/telemetry-hr`, within the device policy's `dt/{thing}/*`) goes through
+ * a rule into a stream partitioned by thing, so one thing's readings stay in order on one shard; the
+ * anomaly detection function consumes it through an event source mapping.
  *
  * Gateway logs: each gateway's log shipper puts its log lines (protocol/logs.ts) into their own stream
  * with PutRecords, using the same temporary credentials as its uploads.
@@ -15,7 +15,7 @@ export const TELEMETRY_HR_STREAM = 'edgefleet-telemetry-hr';
 /** Its shard count (the local cloud creates it with this many; the CDK app provisions as many). */
 export const TELEMETRY_HR_SHARDS = 4;
 /** The topics high-rate telemetry is published on. */
-export const TELEMETRY_HR_FILTER = 'hr/+/telemetry';
+export const TELEMETRY_HR_FILTER = 'dt/+/telemetry-hr';
 
 /** Settings of the event source mapping from the stream to the anomaly detection function. */
 export const TELEMETRY_HR_MAPPING = Object.freeze({

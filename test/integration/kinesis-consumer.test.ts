@@ -13,7 +13,7 @@ import {
   type KinesisEvent,
   type KinesisFailureRecord,
 } from '../../cloud/local/kinesis/consumer.js';
-import { brokerTap, removeDir, startTestCloud, type TestCloud } from '../helpers/cloud.js';
+import { brokerTap, connectDevice, removeDir, startTestCloud, type TestCloud } from '../helpers/cloud.js';
 
 let tc: TestCloud;
 let kinesis: KinesisClient;
@@ -290,15 +290,17 @@ describe('EventSourceMapping', () => {
 });
 
 describe('high-rate telemetry end to end', () => {
-  it('streams readings through the rule and the mapping, and publishes the anomaly on alerts/{site}', async () => {
+  it('streams the readings of a device through the rule and the mapping, and publishes the anomaly on alerts/{site}', async () => {
     const alerts = brokerTap(tc.cloud, 'alerts/plant-7');
     const base = Date.UTC(2026, 0, 1);
     const spikeAt = 120;
+    // A provisioned device with the default device policy, over mutual TLS.
+    const device = await connectDevice(tc.cloud, await tc.provision('gw-hr-1'), 'gw-hr-1');
     try {
       for (let i = 0; i <= spikeAt; i++) {
         const temperature = i === spikeAt ? 45 : 20 + 0.3 * Math.sin(i * 1.7) + 0.2 * Math.cos(i * 0.9);
-        await tc.cloud.broker.publish(
-          'hr/gw-hr-1/telemetry',
+        await device.publishAsync(
+          'dt/gw-hr-1/telemetry-hr',
           JSON.stringify({
             sensorId: 's1',
             ts: base + i * 1000,
@@ -306,11 +308,11 @@ describe('high-rate telemetry end to end', () => {
             vibration: 1 + 0.05 * Math.sin(i * 2.3),
             site: 'plant-7',
           }),
-          1,
+          { qos: 1 },
         );
       }
       // A malformed reading is skipped without holding up the shard.
-      await tc.cloud.broker.publish('hr/gw-hr-1/telemetry', '{"sensorId": 5}', 1);
+      await device.publishAsync('dt/gw-hr-1/telemetry-hr', '{"sensorId": 5}', { qos: 1 });
       const alert = await alerts.next(
         (m) => m.body.metric === 'temperature' && m.body.ts === base + spikeAt * 1000,
         20_000,
@@ -326,6 +328,7 @@ describe('high-rate telemetry end to end', () => {
       expect(alert.body.score as number).toBeGreaterThanOrEqual(1);
     } finally {
       alerts.off();
+      await device.endAsync();
     }
   });
 });

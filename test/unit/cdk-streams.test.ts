@@ -72,7 +72,7 @@ describe('high-rate telemetry', () => {
     template.hasResourceProperties('AWS::Kinesis::Stream', { Name: TELEMETRY_HR_STREAM });
     template.hasResourceProperties('AWS::IoT::TopicRule', {
       TopicRulePayload: Match.objectLike({
-        Sql: "SELECT *, topic(2) AS thing FROM 'hr/+/telemetry'",
+        Sql: "SELECT *, topic(2) AS thing FROM 'dt/+/telemetry-hr'",
         Actions: [
           {
             Kinesis: Match.objectLike({
