@@ -1,9 +1,11 @@
 /**
- * Benchmarks that measure a process's memory run in a child: the code under test compiled to one
- * JavaScript file (as the component runs from compiled code, without a TypeScript loader in the process),
+ * Benchmarks that measure a process's memory run in a child: the code under test compiled to JavaScript
+ * (as the component runs from compiled code, without a TypeScript loader in the process),
  * with packages loaded from node_modules as on a gateway.
  */
 import { fork } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -13,21 +15,29 @@ import { build } from 'esbuild';
  */
 export const COMPONENT_ENV = { NODE_ENV: 'production', MALLOC_ARENA_MAX: '2' } as const;
 
-/** Compiles `entry` (a bench/*.ts file) into bench/results/.build/{name}.mjs and returns its path. */
+/**
+ * Compiles `entry` (a bench/*.ts file) into bench/results/.build/{name}/ and returns the path of its main
+ * file. Code the component loads on demand (`await import(...)`: the frames pipeline and sharp, the
+ * firmware agent, the log shipper and the Kinesis client) goes into chunks of its own that load only
+ * when imported, as with the compiled component; one file would load all of them at start.
+ */
 export async function bundleScript(entry: URL, name: string): Promise<string> {
   // Inside the repository, so that the bundle's package imports resolve to its node_modules.
-  const outfile = fileURLToPath(new URL(`./results/.build/${name}.mjs`, import.meta.url));
+  const outdir = fileURLToPath(new URL(`./results/.build/${name}/`, import.meta.url));
+  rmSync(outdir, { recursive: true, force: true });
   await build({
-    entryPoints: [fileURLToPath(entry)],
-    outfile,
+    entryPoints: { [name]: fileURLToPath(entry) },
+    outdir,
     bundle: true,
+    splitting: true,
+    outExtension: { '.js': '.mjs' },
     platform: 'node',
     format: 'esm',
     target: 'node20',
     packages: 'external',
     logLevel: 'warning',
   });
-  return outfile;
+  return join(outdir, `${name}.mjs`);
 }
 
 /** Runs a bundled script with `arg` (JSON) as argv[2]; resolves with the one message it sends back. */
