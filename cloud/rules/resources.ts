@@ -41,6 +41,32 @@ export type IamPolicyDocument = IotPolicyDocument;
 export const LOG_STREAM_ACTIONS = ['kinesis:PutRecord', 'kinesis:PutRecords'];
 
 /**
+ * Objects under `prefixes` of the bucket (put, get, multipart), listing those prefixes, and, given its ARN,
+ * putting records into the gateway log stream.
+ */
+function uploadPolicy(bucketArn: string, prefixes: string[], logStreamArn?: string): IamPolicyDocument {
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'],
+        Resource: prefixes.map((p) => `${bucketArn}/${p}*`),
+      },
+      {
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: bucketArn,
+        Condition: { StringLike: { 's3:prefix': prefixes.map((p) => `${p}*`) } },
+      },
+      ...(logStreamArn === undefined
+        ? []
+        : [{ Effect: 'Allow' as const, Action: LOG_STREAM_ACTIONS, Resource: logStreamArn }]),
+    ],
+  };
+}
+
+/**
  * The upload role's own permissions: objects under raw/, frames/ and frames-identify/ (unmasked frames
  * of identification cameras), listing those prefixes, and, given its ARN, putting records into the
  * gateway log stream.
@@ -50,26 +76,11 @@ export function uploadRolePolicy(
   partition = 'aws',
   logStreamArn?: string,
 ): IamPolicyDocument {
-  const b = `arn:${partition}:s3:::${bucket}`;
-  return {
-    Version: '2012-10-17',
-    Statement: [
-      {
-        Effect: 'Allow',
-        Action: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'],
-        Resource: [`${b}/raw/*`, `${b}/frames/*`, `${b}/frames-identify/*`],
-      },
-      {
-        Effect: 'Allow',
-        Action: 's3:ListBucket',
-        Resource: b,
-        Condition: { StringLike: { 's3:prefix': ['raw/*', 'frames/*', 'frames-identify/*'] } },
-      },
-      ...(logStreamArn === undefined
-        ? []
-        : [{ Effect: 'Allow' as const, Action: LOG_STREAM_ACTIONS, Resource: logStreamArn }]),
-    ],
-  };
+  return uploadPolicy(
+    `arn:${partition}:s3:::${bucket}`,
+    ['raw/', 'frames/', 'frames-identify/'],
+    logStreamArn,
+  );
 }
 
 /**
@@ -85,27 +96,8 @@ export function uploadSessionPolicy(
   partition = 'aws',
   logStreamArn?: string,
 ): IamPolicyDocument {
-  const b = `arn:${partition}:s3:::${bucket}`;
   const prefixes = [...thingPrefixes(thingName), identificationPrefix(thingName)];
-  return {
-    Version: '2012-10-17',
-    Statement: [
-      {
-        Effect: 'Allow',
-        Action: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'],
-        Resource: prefixes.map((p) => `${b}/${p}*`),
-      },
-      {
-        Effect: 'Allow',
-        Action: 's3:ListBucket',
-        Resource: b,
-        Condition: { StringLike: { 's3:prefix': prefixes.map((p) => `${p}*`) } },
-      },
-      ...(logStreamArn === undefined
-        ? []
-        : [{ Effect: 'Allow' as const, Action: LOG_STREAM_ACTIONS, Resource: logStreamArn }]),
-    ],
-  };
+  return uploadPolicy(`arn:${partition}:s3:::${bucket}`, prefixes, logStreamArn);
 }
 
 /**
