@@ -15,9 +15,16 @@ import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import pino from 'pino';
 import { generateSignerKey, publishFirmware, signerKey } from '../../cli/fleet/firmware.js';
 import { readFirmwareShadow, runRollout } from '../../cli/fleet/rollout.js';
-import { LOCAL_DATA_BUCKET, LOCAL_FIRMWARE_BUCKET } from '../../cloud/rules/resources.js';
+import { LOCAL_FIRMWARE_BUCKET } from '../../cloud/rules/resources.js';
 import { loadGatewayConfig } from '../../edge-component/config.js';
-import { eventually, removeDir, startTestCloud, type TestCloud, tempDir } from '../helpers/cloud.js';
+import {
+  eventually,
+  localGatewayConfig,
+  removeDir,
+  startTestCloud,
+  type TestCloud,
+  tempDir,
+} from '../helpers/cloud.js';
 import { startStandaloneGateway } from '../helpers/gateway.js';
 
 const logger = pino({ level: 'silent' });
@@ -40,27 +47,19 @@ async function startGateway(thing: string, trusted: Record<string, string>, self
   const file = join(dev.outDir, 'gw.json');
   writeFileSync(
     file,
-    JSON.stringify({
-      thingName: thing,
-      iot: {
-        host: tc.cloud.endpoints.host,
-        port: tc.cloud.endpoints.mqttPort,
-        certFile: 'device.crt',
-        keyFile: 'device.key',
-        caFile: 'root-ca.crt',
-      },
-      aws: { region: tc.cloud.options.region, s3Endpoint: tc.cloud.endpoints.httpUrl, forcePathStyle: true },
-      storage: { bucket: LOCAL_DATA_BUCKET },
-      spool: { dir: 'spool' },
-      firmware: {
-        target: 'gateway',
-        currentVersion: '1.0.0',
-        dir: 'firmware',
-        trustedKeys: trusted,
-        apply: { mode: 'link' },
-        selfTest: { command: [process.execPath, '-e', `process.exit(${selfTestExit})`], timeoutMs: 30_000 },
-      },
-    }),
+    JSON.stringify(
+      localGatewayConfig(tc.cloud, thing, {
+        spool: { dir: 'spool' },
+        firmware: {
+          target: 'gateway',
+          currentVersion: '1.0.0',
+          dir: 'firmware',
+          trustedKeys: trusted,
+          apply: { mode: 'link' },
+          selfTest: { command: [process.execPath, '-e', `process.exit(${selfTestExit})`], timeoutMs: 30_000 },
+        },
+      }),
+    ),
   );
   const gw = await startStandaloneGateway(loadGatewayConfig(file), logger);
   await eventually(() => (gw.channel.connected ? true : undefined), `${thing} connected`);

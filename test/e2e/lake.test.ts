@@ -14,7 +14,13 @@ import { LakeEngine } from '../../cloud/local/lake/index.js';
 import { LOCAL_DATA_BUCKET } from '../../cloud/rules/resources.js';
 import { loadGatewayConfig } from '../../edge-component/config.js';
 import { type Gateway, STREAMS } from '../../edge-component/gateway.js';
-import { eventually, removeDir, startTestCloud, type TestCloud } from '../helpers/cloud.js';
+import {
+  eventually,
+  localGatewayConfig,
+  removeDir,
+  startTestCloud,
+  type TestCloud,
+} from '../helpers/cloud.js';
 import { startStandaloneGateway } from '../helpers/gateway.js';
 
 const STREAMING = 'gw-lake-stream';
@@ -38,26 +44,18 @@ async function startGateway(thing: string, delivery: 'stream' | 'upload') {
   const file = join(dev.outDir, 'gw.json');
   writeFileSync(
     file,
-    JSON.stringify({
-      thingName: thing,
-      iot: {
-        host: tc.cloud.endpoints.host,
-        port: tc.cloud.endpoints.mqttPort,
-        certFile: 'device.crt',
-        keyFile: 'device.key',
-        caFile: 'root-ca.crt',
-      },
-      aws: { region: tc.cloud.options.region, s3Endpoint: tc.cloud.endpoints.httpUrl, forcePathStyle: true },
-      storage: { bucket: LOCAL_DATA_BUCKET },
-      pseudonymization: {
-        fields: ['$.operatorId'],
-        keyFile: 'pseudonym.key',
-        mapFile: 'pseudonym-map.jsonl',
-      },
-      spool: { dir: 'spool' },
-      batching: { maxRecords: 25, maxBytes: 65536, maxAgeMs: 200 },
-      telemetry: { delivery },
-    }),
+    JSON.stringify(
+      localGatewayConfig(tc.cloud, thing, {
+        pseudonymization: {
+          fields: ['$.operatorId'],
+          keyFile: 'pseudonym.key',
+          mapFile: 'pseudonym-map.jsonl',
+        },
+        spool: { dir: 'spool' },
+        batching: { maxRecords: 25, maxBytes: 65536, maxAgeMs: 200 },
+        telemetry: { delivery },
+      }),
+    ),
   );
   const gw = await startStandaloneGateway(loadGatewayConfig(file), logger);
   await eventually(() => (gw.channel.connected ? true : undefined), `${thing} connected`);

@@ -6,6 +6,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { LocalCloudOptionsInput } from '../../cloud/local/config.js';
 import { LocalCloud } from '../../cloud/local/index.js';
 import { type ProvisionedDevice, provisionThing, readDeviceFiles } from '../../cloud/local/provision.js';
+import { LOCAL_DATA_BUCKET } from '../../cloud/rules/resources.js';
 
 export interface TestCloud {
   cloud: LocalCloud;
@@ -53,6 +54,33 @@ export function removeDir(dir: string): void {
 }
 
 /** Options for mqtt.js that connect as a device, failing fast (no reconnects). */
+/**
+ * A standalone gateway configuration for `cloud` (device files as `local provision` writes them, next to
+ * the file): its IoT endpoint, its HTTP endpoint for S3 and Kinesis, the data bucket. `extra` adds
+ * sections; its `iot` and `aws` fields are merged into those.
+ */
+export function localGatewayConfig(
+  cloud: LocalCloud,
+  thingName: string,
+  extra: { iot?: Record<string, unknown>; aws?: Record<string, unknown>; [section: string]: unknown } = {},
+): Record<string, unknown> {
+  const { iot, aws, ...sections } = extra;
+  return {
+    thingName,
+    iot: {
+      host: cloud.endpoints.host,
+      port: cloud.endpoints.mqttPort,
+      certFile: 'device.crt',
+      keyFile: 'device.key',
+      caFile: 'root-ca.crt',
+      ...iot,
+    },
+    aws: { region: cloud.options.region, s3Endpoint: cloud.endpoints.httpUrl, forcePathStyle: true, ...aws },
+    storage: { bucket: LOCAL_DATA_BUCKET },
+    ...sections,
+  };
+}
+
 export function deviceOptions(
   cloud: LocalCloud,
   dev: { cert: string; key: string; ca: string },

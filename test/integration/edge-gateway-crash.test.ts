@@ -29,7 +29,13 @@ import { LOCAL_DATA_BUCKET } from '../../cloud/rules/resources.js';
 import { type GatewayConfig, loadGatewayConfig } from '../../edge-component/config.js';
 import { STREAMS } from '../../edge-component/gateway.js';
 import { Spool } from '../../edge-component/spool/index.js';
-import { removeDir, startTestCloud, type TestCloud, type TestDevice } from '../helpers/cloud.js';
+import {
+  localGatewayConfig,
+  removeDir,
+  startTestCloud,
+  type TestCloud,
+  type TestDevice,
+} from '../helpers/cloud.js';
 
 const THING = 'gw-crash-1';
 const TOPIC = 'sensors/line-1';
@@ -309,31 +315,23 @@ beforeAll(async () => {
   configFile = join(dev.outDir, 'gw-crash.json');
   writeFileSync(
     configFile,
-    JSON.stringify({
-      thingName: THING,
-      iot: {
-        host: tc.cloud.endpoints.host,
-        port: tc.cloud.endpoints.mqttPort,
-        certFile: 'device.crt',
-        keyFile: 'device.key',
-        caFile: 'root-ca.crt',
-        reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
-      },
-      aws: { region: tc.cloud.options.region, s3Endpoint: tc.cloud.endpoints.httpUrl, forcePathStyle: true },
-      storage: { bucket: LOCAL_DATA_BUCKET },
-      credentials: { requestTimeoutMs: 5000, maxAttempts: 3 },
-      upload: { maxAttempts: 2, backoff: { initialDelayMs: 100, maxDelayMs: 500 } },
-      pseudonymization: {
-        fields: ['$.operatorId'],
-        keyFile: 'pseudonym.key',
-        mapFile: 'pseudonym-map.jsonl',
-      },
-      spool: { dir: 'spool-crash' },
-      batching: { maxRecords: 20, maxBytes: 65536, maxAgeMs: 200 },
-      health: { intervalMs: 1000 },
-      drain: { concurrency: 2 },
-      ingest: { localBroker: { url: `mqtt://127.0.0.1:${tap.port}`, topics: ['sensors/#'] } },
-    }),
+    JSON.stringify(
+      localGatewayConfig(tc.cloud, THING, {
+        iot: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+        credentials: { requestTimeoutMs: 5000, maxAttempts: 3 },
+        upload: { maxAttempts: 2, backoff: { initialDelayMs: 100, maxDelayMs: 500 } },
+        pseudonymization: {
+          fields: ['$.operatorId'],
+          keyFile: 'pseudonym.key',
+          mapFile: 'pseudonym-map.jsonl',
+        },
+        spool: { dir: 'spool-crash' },
+        batching: { maxRecords: 20, maxBytes: 65536, maxAgeMs: 200 },
+        health: { intervalMs: 1000 },
+        drain: { concurrency: 2 },
+        ingest: { localBroker: { url: `mqtt://127.0.0.1:${tap.port}`, topics: ['sensors/#'] } },
+      }),
+    ),
   );
   config = loadGatewayConfig(configFile);
 }, 30_000);

@@ -22,13 +22,19 @@ import {
 } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import pino, { type Logger } from 'pino';
-import { LOCAL_DATA_BUCKET } from '../../cloud/rules/resources.js';
 import { GATEWAY_LOGS_STREAM } from '../../cloud/rules/streams.js';
 import { type GatewayConfig, loadGatewayConfig } from '../../edge-component/config.js';
 import { LOGS_STREAM } from '../../edge-component/gateway.js';
 import { LogTee } from '../../edge-component/logs/tee.js';
 import { type LogRecord, LogRecordSchema } from '../../protocol/logs.js';
-import { eventually, removeDir, startTestCloud, type TestCloud, type TestDevice } from '../helpers/cloud.js';
+import {
+  eventually,
+  localGatewayConfig,
+  removeDir,
+  startTestCloud,
+  type TestCloud,
+  type TestDevice,
+} from '../helpers/cloud.js';
 import { type StandaloneGateway, startStandaloneGateway } from '../helpers/gateway.js';
 
 let tc: TestCloud;
@@ -157,37 +163,25 @@ async function provisionGateway(
   const file = join(dev.outDir, 'gateway.json');
   writeFileSync(
     file,
-    JSON.stringify({
-      thingName: thing,
-      iot: {
-        host: tc.cloud.endpoints.host,
-        port: tc.cloud.endpoints.mqttPort,
-        certFile: 'device.crt',
-        keyFile: 'device.key',
-        caFile: 'root-ca.crt',
-        reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
-      },
-      aws: {
-        region: tc.cloud.options.region,
-        s3Endpoint: tc.cloud.endpoints.httpUrl,
-        forcePathStyle: true,
-        ...aws,
-      },
-      storage: { bucket: LOCAL_DATA_BUCKET },
-      credentials: {
-        requestTimeoutMs: 5000,
-        maxAttempts: 5,
-        backoff: { initialDelayMs: 50, maxDelayMs: 500 },
-      },
-      health: { intervalMs: 60_000 },
-      logs: {
-        files: [{ path: 'app.log' }],
-        batch: { maxAgeMs: 50 },
-        pollIntervalMs: 20,
-        backoff: { initialDelayMs: 20, maxDelayMs: 300 },
-        ...logs,
-      },
-    }),
+    JSON.stringify(
+      localGatewayConfig(tc.cloud, thing, {
+        iot: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+        aws,
+        credentials: {
+          requestTimeoutMs: 5000,
+          maxAttempts: 5,
+          backoff: { initialDelayMs: 50, maxDelayMs: 500 },
+        },
+        health: { intervalMs: 60_000 },
+        logs: {
+          files: [{ path: 'app.log' }],
+          batch: { maxAgeMs: 50 },
+          pollIntervalMs: 20,
+          backoff: { initialDelayMs: 20, maxDelayMs: 300 },
+          ...logs,
+        },
+      }),
+    ),
   );
   const logFile = join(dev.outDir, 'app.log');
   writeFileSync(logFile, '');

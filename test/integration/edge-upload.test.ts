@@ -30,7 +30,7 @@ import {
   decodeCredentialsRequest,
   parseCredentialsTopic,
 } from '../../protocol/credentials.js';
-import { removeDir, startTestCloud, type TestDevice } from '../helpers/cloud.js';
+import { localGatewayConfig, removeDir, startTestCloud, type TestDevice } from '../helpers/cloud.js';
 
 const MiB = 1024 * 1024;
 const THING = 'gw-upload-1';
@@ -92,21 +92,11 @@ async function getObject(key: string): Promise<Buffer> {
 
 /** A gateway configuration for the local cloud (device files as `local provision` writes them). */
 function gatewayConfig(thingName: string) {
-  return {
-    thingName,
-    iot: {
-      host: tc.cloud.endpoints.host,
-      port: tc.cloud.endpoints.mqttPort,
-      certFile: 'device.crt',
-      keyFile: 'device.key',
-      caFile: 'root-ca.crt',
-      reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
-    },
-    aws: { region: tc.cloud.options.region, s3Endpoint: tc.cloud.endpoints.httpUrl, forcePathStyle: true },
-    storage: { bucket: LOCAL_DATA_BUCKET },
+  return localGatewayConfig(tc.cloud, thingName, {
+    iot: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
     credentials: { refreshMarginSeconds: 60, requestTimeoutMs: 5000, maxAttempts: 3 },
     upload: { partSizeBytes: 5 * MiB, singlePutMaxBytes: 5 * MiB, queueSize: 2 },
-  };
+  });
 }
 
 function runCli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
