@@ -1,7 +1,9 @@
 /**
  * The local end-to-end demo (`npm start`): starts the local cloud, provisions a gateway thing, connects
  * it over mutual TLS, runs a shadow round-trip between an operator (data-plane API) and the gateway
- * (MQTT), keeps the gateway publishing heartbeats for the chosen duration, and prints a summary.
+ * (MQTT), keeps the gateway publishing heartbeats for the chosen duration, uploads a batch and camera
+ * frames, queries the lake, sends high-rate readings with a spike through Kinesis to the anomaly detection
+ * function, and prints a summary.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -238,6 +240,34 @@ function waitOnBroker(
   });
 }
 
+/** Normal readings before the spike: the detector's warm-up and enough history to judge by. */
+const HR_READINGS = 120;
+const HR_SPIKE = 45;
+
+/**
+ * High-rate telemetry: the device publishes readings of one sensor on dt/{thing}/telemetry-hr, the
+ * last one a spike; the rule puts them into Kinesis, the event source mapping hands them to the anomaly
+ * detection function, which publishes the alert on alerts/{site}.
+ */
+async function highRateAnomaly(cloud: LocalCloud, device: MqttClient): Promise<Record<string, unknown>> {
+  const base = Date.now();
+  const alert = waitOnBroker(
+    cloud,
+    `alerts/${SITE}`,
+    (b) => b.thing === THING && b.metric === 'temperature' && b.ts === base + HR_READINGS * 100,
+    30_000,
+  );
+  for (let i = 0; i <= HR_READINGS; i++) {
+    const temperature = i === HR_READINGS ? HR_SPIKE : 21 + 0.3 * Math.sin(i * 1.7) + 0.2 * Math.cos(i * 0.9);
+    await device.publishAsync(
+      `dt/${THING}/telemetry-hr`,
+      JSON.stringify({ sensorId: 'spindle-1', ts: base + i * 100, temperature, site: SITE }),
+      { qos: 1 },
+    );
+  }
+  return alert;
+}
+
 /** Connects as the gateway through the edge component, gets credentials over MQTT, uploads one object. */
 async function uploadWithVendedCredentials(
   cloud: LocalCloud,
@@ -306,7 +336,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   let device: MqttClient | undefined;
   try {
     say(
-      `[1/8] local cloud up        MQTT ${cloud.endpoints.mqttUrl}  HTTP ${cloud.endpoints.httpUrl}  data ${cloud.options.dataDir}`,
+      `[1/9] local cloud up        MQTT ${cloud.endpoints.mqttUrl}  HTTP ${cloud.endpoints.httpUrl}  data ${cloud.options.dataDir}`,
     );
 
     const deviceDir = join(cloud.options.dataDir, 'devices', THING);
@@ -317,7 +347,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     if (!reuse) await provisionThing({ thingName: THING, outDir: deviceDir }, cloud);
     const files = await readDeviceFiles(deviceDir);
     say(
-      `[2/8] gateway provisioned   thing ${THING}${reuse ? ' (existing certificate)' : ' (new key and certificate from the local CA)'}`,
+      `[2/9] gateway provisioned   thing ${THING}${reuse ? ' (existing certificate)' : ' (new key and certificate from the local CA)'}`,
     );
 
     let lifecycleEvents = 0;
@@ -340,7 +370,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
         connectTimeout: 10_000,
       });
     device = await connect(THING);
-    say(`[3/8] gateway connected     client id ${THING}, mutual TLS verified against root-ca.crt`);
+    say(`[3/9] gateway connected     client id ${THING}, mutual TLS verified against root-ca.crt`);
 
     const t = shadowTopics(THING);
     await device.subscribeAsync([t.updateAccepted, t.updateDelta, t.getAccepted], { qos: 1 });
@@ -383,7 +413,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       throw new CliError('shadow still has a delta after the gateway reported', 1);
     data.destroy();
     say(
-      `[4/8] shadow round-trip     desired mode=run -> delta -> reported; in sync at version ${shadow.version} (${roundTripMs.toFixed(0)} ms)`,
+      `[4/9] shadow round-trip     desired mode=run -> delta -> reported; in sync at version ${shadow.version} (${roundTripMs.toFixed(0)} ms)`,
     );
 
     let heartbeats = 0;
@@ -426,8 +456,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     });
     say(
       opts.duration === 0
-        ? `[5/8] gateway running       a heartbeat and ${STREAM_SENSORS} telemetry records every second, routed by IoT rules; Ctrl-C to stop`
-        : `[5/8] gateway running       a heartbeat and ${STREAM_SENSORS} telemetry records every second for ${opts.duration} s, routed by IoT rules`,
+        ? `[5/9] gateway running       a heartbeat and ${STREAM_SENSORS} telemetry records every second, routed by IoT rules; Ctrl-C to stop`
+        : `[5/9] gateway running       a heartbeat and ${STREAM_SENSORS} telemetry records every second for ${opts.duration} s, routed by IoT rules`,
     );
     await stopped;
     process.off('SIGINT', onSignal);
@@ -439,7 +469,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     // The gateway asks for temporary credentials over MQTT and uploads a batch with them.
     const upload = await uploadWithVendedCredentials(cloud, files, opts.logger);
     say(
-      `[6/8] batch uploaded        s3://${upload.bucket}/${upload.key} (${upload.bytes} B) with credentials vended over MQTT in ${upload.credentialsMs.toFixed(0)} ms, valid until ${upload.expiration}`,
+      `[6/9] batch uploaded        s3://${upload.bucket}/${upload.key} (${upload.bytes} B) with credentials vended over MQTT in ${upload.credentialsMs.toFixed(0)} ms, valid until ${upload.expiration}`,
     );
     const summary: DemoSummary = {
       thingName: THING,
@@ -454,13 +484,20 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     const seen = (f.analysis.faces as number | undefined) ?? 0;
     const alertBody = JSON.parse(String(f.alert.Message ?? '{}')) as { ruleId?: string };
     say(
-      `[7/8] camera frames         ${f.faces} faces blurred on the gateway before upload (the cloud saw ${seen}); the identification camera ${CAMERA} raised alert ${alertBody.ruleId ?? '?'} on alerts/${SITE}`,
+      `[7/9] camera frames         ${f.faces} faces blurred on the gateway before upload (the cloud saw ${seen}); the identification camera ${CAMERA} raised alert ${alertBody.ruleId ?? '?'} on alerts/${SITE}`,
     );
     const lake = await queryLake(cloud.options.dataDir, demoStart, streamed + BATCH_RECORDS, 20_000);
     say(
-      `[8/8] lake query            ${streamed} records streamed through the rule and Firehose, ${BATCH_RECORDS} uploaded in a batch:`,
+      `[8/9] lake query            ${streamed} records streamed through the rule and Firehose, ${BATCH_RECORDS} uploaded in a batch:`,
     );
     for (const line of formatTable(lake).trimEnd().split('\n')) say(`      ${line}`);
+    device = await connect(THING);
+    const anomaly = await highRateAnomaly(cloud, device);
+    await device.endAsync();
+    device = undefined;
+    say(
+      `[9/9] anomaly detected      ${HR_READINGS + 1} readings through the rule, Kinesis and the event source mapping; alert on alerts/${SITE}: ${anomaly.metric} ${anomaly.value} (expected ${Number(anomaly.expected).toFixed(1)}, score ${Number(anomaly.score).toFixed(1)}, ${anomaly.kind})`,
+    );
     say('');
     say('summary');
     say(`  thing                 ${summary.thingName}`);
