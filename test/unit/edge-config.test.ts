@@ -2,8 +2,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadGatewayConfig, parseGatewayConfig } from '../../edge-component/config.js';
-import { GatewayConfigError } from '../../edge-component/errors.js';
 import { removeDir, tempDir } from '../helpers/cloud.js';
+import { gatewayConfigError } from '../helpers/config.js';
 
 const minimal = {
   thingName: 'gw-1',
@@ -16,16 +16,6 @@ const minimal = {
   aws: { region: 'eu-central-1' },
   storage: { bucket: 'edgefleet-data' },
 };
-
-function errorOf(input: unknown): GatewayConfigError {
-  try {
-    parseGatewayConfig(input);
-  } catch (err) {
-    if (err instanceof GatewayConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a GatewayConfigError');
-}
 
 describe('parseGatewayConfig', () => {
   test('fills in the documented defaults', () => {
@@ -95,13 +85,13 @@ describe('parseGatewayConfig', () => {
     [{ iot: { ...minimal.iot, certFile: '' } }, 'iot.certFile: must not be empty'],
     [{ extra: 1 }, 'extra: is not a known field'],
   ])('%j is rejected naming the field', (patch, message) => {
-    const err = errorOf({ ...minimal, ...patch });
+    const err = gatewayConfigError({ ...minimal, ...patch });
     expect(err.message).toContain(message);
     expect(err.issues.length).toBeGreaterThan(0);
   });
 
   test('reports every problem, not just the first', () => {
-    const err = errorOf({ ...minimal, credentials: { maxAttempts: 0 }, upload: { queueSize: 0 } });
+    const err = gatewayConfigError({ ...minimal, credentials: { maxAttempts: 0 }, upload: { queueSize: 0 } });
     expect(err.issues.map((i) => i.path).sort()).toEqual(['credentials.maxAttempts', 'upload.queueSize']);
   });
 
@@ -111,7 +101,7 @@ describe('parseGatewayConfig', () => {
   });
 
   test('a non-object is rejected', () => {
-    expect(errorOf(42).message).toMatch(/must be an object/);
+    expect(gatewayConfigError(42).message).toMatch(/must be an object/);
   });
 });
 

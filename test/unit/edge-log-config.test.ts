@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import { GATEWAY_LOGS_STREAM as CLOUD_STREAM } from '../../cloud/rules/streams.js';
 import { loadGatewayConfig, parseGatewayConfig } from '../../edge-component/config.js';
-import { GatewayConfigError } from '../../edge-component/errors.js';
 import { GATEWAY_LOGS_STREAM } from '../../protocol/logs.js';
 import { removeDir, tempDir } from '../helpers/cloud.js';
+import { gatewayConfigError } from '../helpers/config.js';
 
 const minimal = {
   thingName: 'gw-1',
@@ -15,16 +15,6 @@ const minimal = {
   aws: { region: 'eu-central-1' },
   storage: { bucket: 'edgefleet-data' },
 };
-
-function errorOf(input: unknown): GatewayConfigError {
-  try {
-    parseGatewayConfig(input);
-  } catch (err) {
-    if (err instanceof GatewayConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a GatewayConfigError');
-}
 
 describe('logs configuration', () => {
   test('is off when absent', () => {
@@ -83,7 +73,7 @@ describe('logs configuration', () => {
     [{ pollIntervalMs: 0 }, 'logs.pollIntervalMs: must be an integer from 10 to 3600000'],
     [{ endpoint: 'http://127.0.0.1:4566' }, 'logs.endpoint: is not a known field'],
   ])('%j is rejected naming the field', (logs, message) => {
-    expect(errorOf({ ...minimal, logs }).message).toContain(message);
+    expect(gatewayConfigError({ ...minimal, logs }).message).toContain(message);
   });
 
   test("'gateway' is a file source only when the component's lines are not shipped", () => {
@@ -96,7 +86,7 @@ describe('logs configuration', () => {
 
   test('aws.kinesisEndpoint must be a URL', () => {
     expect(
-      errorOf({ ...minimal, aws: { region: 'us-east-1', kinesisEndpoint: 'localhost' } }).message,
+      gatewayConfigError({ ...minimal, aws: { region: 'us-east-1', kinesisEndpoint: 'localhost' } }).message,
     ).toContain('aws.kinesisEndpoint: must be an http:// or https:// URL');
   });
 
