@@ -5,7 +5,6 @@
  * effect (the QoS 2 emulation: retransmissions until acked, duplicates absorbed by the conditional write).
  */
 import { writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
@@ -17,7 +16,15 @@ import { type GatewayConfig, loadGatewayConfig } from '../../edge-component/conf
 import { credentialProviderFromConfig } from '../../edge-component/credentials.js';
 import { Gateway, STREAMS } from '../../edge-component/gateway.js';
 import { S3Uploader } from '../../edge-component/uploader.js';
-import { eventually, removeDir, startTestCloud, type TestCloud, type TestDevice } from '../helpers/cloud.js';
+import {
+  eventually,
+  localGatewayConfig,
+  removeDir,
+  startTestCloud,
+  type TestCloud,
+  type TestDevice,
+} from '../helpers/cloud.js';
+import { TcpProxy } from '../helpers/proxy.js';
 
 const THING = 'gw-network-1';
 const PHASES = 6;
@@ -28,53 +35,6 @@ const logger = pino({ level: 'silent' });
 let tc: TestCloud;
 let dev: TestDevice;
 let s3: S3Client;
-
-/** A TCP proxy that can cut every connection through it at once. */
-class CuttingProxy {
-  private readonly sockets = new Set<Socket>();
-  /** Bytes forwarded in both directions since the last cut. */
-  bytesSinceCut = 0;
-  cuts = 0;
-  private constructor(private readonly server: Server) {}
-
-  static async start(targetHost: string, targetPort: number): Promise<CuttingProxy> {
-    const server = createServer();
-    const proxy = new CuttingProxy(server);
-    server.on('connection', (client) => {
-      const upstream = tcpConnect(targetPort, targetHost);
-      for (const [a, b] of [
-        [client, upstream],
-        [upstream, client],
-      ] as const) {
-        a.on('data', (d: Buffer) => {
-          proxy.bytesSinceCut += d.length;
-          b.write(d);
-        });
-        a.on('error', () => b.destroy());
-        a.on('close', () => b.destroy());
-        proxy.sockets.add(a);
-        a.on('close', () => proxy.sockets.delete(a));
-      }
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return proxy;
-  }
-
-  get port(): number {
-    return (this.server.address() as { port: number }).port;
-  }
-
-  cutAll(): void {
-    this.cuts++;
-    this.bytesSinceCut = 0;
-    for (const s of this.sockets) s.destroy();
-  }
-
-  async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
 
 async function listAll(prefix: string): Promise<string[]> {
   const keys: string[] = [];
@@ -115,36 +75,32 @@ function writeConfig(port: number): GatewayConfig {
   const file = join(dev.outDir, 'gw-network.json');
   writeFileSync(
     file,
-    JSON.stringify({
-      thingName: THING,
-      iot: {
-        host: '127.0.0.1',
-        port,
-        certFile: 'device.crt',
-        keyFile: 'device.key',
-        caFile: 'root-ca.crt',
-        connectTimeoutMs: 2000,
-        reconnect: { initialDelayMs: 20, maxDelayMs: 200 },
-      },
-      aws: { region: tc.cloud.options.region, s3Endpoint: tc.cloud.endpoints.httpUrl, forcePathStyle: true },
-      storage: { bucket: LOCAL_DATA_BUCKET },
-      credentials: {
-        requestTimeoutMs: 1000,
-        maxAttempts: 10,
-        backoff: { initialDelayMs: 20, maxDelayMs: 200 },
-      },
-      upload: { maxAttempts: 2, backoff: { initialDelayMs: 50, maxDelayMs: 300 } },
-      spool: { dir: 'spool-network' },
-      batching: { maxRecords: 7, maxBytes: 65536, maxAgeMs: 200 },
-      events: { retransmitInitialMs: 200, retransmitMaxMs: 1000 },
-      health: { intervalMs: 60_000 },
-    }),
+    JSON.stringify(
+      localGatewayConfig(tc.cloud, THING, {
+        iot: {
+          host: '127.0.0.1',
+          port,
+          connectTimeoutMs: 2000,
+          reconnect: { initialDelayMs: 20, maxDelayMs: 200 },
+        },
+        credentials: {
+          requestTimeoutMs: 1000,
+          maxAttempts: 10,
+          backoff: { initialDelayMs: 20, maxDelayMs: 200 },
+        },
+        upload: { maxAttempts: 2, backoff: { initialDelayMs: 50, maxDelayMs: 300 } },
+        spool: { dir: 'spool-network' },
+        batching: { maxRecords: 7, maxBytes: 65536, maxAgeMs: 200 },
+        events: { retransmitInitialMs: 200, retransmitMaxMs: 1000 },
+        health: { intervalMs: 60_000 },
+      }),
+    ),
   );
   return loadGatewayConfig(file);
 }
 
 it('loses no record and acknowledges every event once while the connection is cut again and again', async () => {
-  const proxy = await CuttingProxy.start(tc.cloud.endpoints.host, tc.cloud.endpoints.mqttPort);
+  const proxy = await TcpProxy.start(tc.cloud.endpoints.host, tc.cloud.endpoints.mqttPort);
   const config = writeConfig(proxy.port);
   const channel = mqttChannelFromConfig(config.iot!, THING, { logger });
   const credentials = credentialProviderFromConfig(config, { channel, logger });

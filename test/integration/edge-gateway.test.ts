@@ -18,7 +18,14 @@ import { type GatewayConfig, loadGatewayConfig } from '../../edge-component/conf
 import { credentialProviderFromConfig } from '../../edge-component/credentials.js';
 import { Gateway, STREAMS } from '../../edge-component/gateway.js';
 import { S3Uploader } from '../../edge-component/uploader.js';
-import { eventually, removeDir, startTestCloud, type TestCloud, type TestDevice } from '../helpers/cloud.js';
+import {
+  eventually,
+  localGatewayConfig,
+  removeDir,
+  startTestCloud,
+  type TestCloud,
+  type TestDevice,
+} from '../helpers/cloud.js';
 
 const THING = 'gw-runtime-1';
 let tc: TestCloud;
@@ -56,32 +63,24 @@ function writeConfig(name: string, port: number, extra: Record<string, unknown> 
   const file = join(dev.outDir, name);
   writeFileSync(
     file,
-    JSON.stringify({
-      thingName: THING,
-      iot: {
-        host: tc.cloud.endpoints.host,
-        port,
-        certFile: 'device.crt',
-        keyFile: 'device.key',
-        caFile: 'root-ca.crt',
-        reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
-      },
-      aws: { region: tc.cloud.options.region, s3Endpoint: tc.cloud.endpoints.httpUrl, forcePathStyle: true },
-      storage: { bucket: LOCAL_DATA_BUCKET },
-      credentials: { requestTimeoutMs: 5000, maxAttempts: 3 },
-      upload: { maxAttempts: 2, backoff: { initialDelayMs: 100, maxDelayMs: 500 } },
-      pseudonymization: {
-        fields: ['$.operatorId'],
-        keyFile: 'pseudonym.key',
-        mapFile: 'pseudonym-map.jsonl',
-      },
-      spool: { dir: 'spool' },
-      batching: { maxRecords: 4, maxBytes: 65536, maxAgeMs: 300 },
-      events: { retransmitInitialMs: 500, retransmitMaxMs: 2000 },
-      health: { intervalMs: 200 },
-      drain: { concurrency: 2 },
-      ...extra,
-    }),
+    JSON.stringify(
+      localGatewayConfig(tc.cloud, THING, {
+        iot: { port, reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
+        credentials: { requestTimeoutMs: 5000, maxAttempts: 3 },
+        upload: { maxAttempts: 2, backoff: { initialDelayMs: 100, maxDelayMs: 500 } },
+        pseudonymization: {
+          fields: ['$.operatorId'],
+          keyFile: 'pseudonym.key',
+          mapFile: 'pseudonym-map.jsonl',
+        },
+        spool: { dir: 'spool' },
+        batching: { maxRecords: 4, maxBytes: 65536, maxAgeMs: 300 },
+        events: { retransmitInitialMs: 500, retransmitMaxMs: 2000 },
+        health: { intervalMs: 200 },
+        drain: { concurrency: 2 },
+        ...extra,
+      }),
+    ),
   );
   return loadGatewayConfig(file);
 }

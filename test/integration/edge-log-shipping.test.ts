@@ -8,7 +8,6 @@
  * arrives once, in order per source.
  */
 import { appendFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import {
   CreateStreamCommand,
@@ -36,6 +35,7 @@ import {
   type TestDevice,
 } from '../helpers/cloud.js';
 import { type StandaloneGateway, startStandaloneGateway } from '../helpers/gateway.js';
+import { TcpProxy } from '../helpers/proxy.js';
 
 let tc: TestCloud;
 let kc: KinesisClient;
@@ -50,55 +50,6 @@ afterAll(async () => {
   await tc?.stop();
   if (tc) removeDir(tc.dataDir);
 });
-
-/** A TCP proxy that can refuse every connection (down) and let them through again (up). */
-class SwitchProxy {
-  private readonly sockets = new Set<Socket>();
-  private isUp = true;
-  private constructor(private readonly server: Server) {}
-
-  static async start(host: string, port: number): Promise<SwitchProxy> {
-    const server = createServer();
-    const proxy = new SwitchProxy(server);
-    server.on('connection', (client) => {
-      if (!proxy.isUp) {
-        client.destroy();
-        return;
-      }
-      const upstream = tcpConnect(port, host);
-      for (const [a, b] of [
-        [client, upstream],
-        [upstream, client],
-      ] as const) {
-        a.on('data', (d: Buffer) => b.write(d));
-        a.on('error', () => b.destroy());
-        a.on('close', () => b.destroy());
-        proxy.sockets.add(a);
-        a.on('close', () => proxy.sockets.delete(a));
-      }
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return proxy;
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
-  }
-
-  down(): void {
-    this.isUp = false;
-    for (const s of this.sockets) s.destroy();
-  }
-
-  up(): void {
-    this.isUp = true;
-  }
-
-  async stop(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
 
 interface Shipped {
   shard: string;
@@ -259,7 +210,7 @@ it('ships its own log lines and a followed file, each line once and in order per
 
 it('spools the lines while the Kinesis endpoint is unreachable and ships them all once it is back', async () => {
   const thing = 'gw-logs-offline';
-  const proxy = await SwitchProxy.start(tc.cloud.endpoints.host, tc.cloud.endpoints.httpPort);
+  const proxy = await TcpProxy.start(tc.cloud.endpoints.host, tc.cloud.endpoints.httpPort);
   const { config, logFile } = await provisionGateway(thing, {}, { kinesisEndpoint: proxy.url });
   const { logger, tee } = teeLogger();
   const gw = await startStandaloneGateway(config, logger, { logTap: tee });
