@@ -39,6 +39,7 @@
  *   with shuttingDown) if connected, stops the log shipper and closes the spool; whatever could not be
  *   uploaded or shipped (frames and log lines included) stays spooled.
  */
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
@@ -71,6 +72,7 @@ import type {
   ShadowClient,
   Unsubscribe,
 } from './ports.js';
+import { ndjsonLine, PathTrie, scanJson } from './pseudonymize/json-spans.js';
 import { KeyRing, type SecretSource } from './pseudonymize/keyring.js';
 import { Pseudonymizer } from './pseudonymize/pseudonymizer.js';
 import { FileReidentificationStore } from './pseudonymize/store.js';
@@ -194,6 +196,8 @@ const CHUNK_MAX_BYTES = 256 * 1024;
 /** Telemetry entries read at a time while looking for the next batch. */
 const HEAD_PAGE = 8;
 const LF = Buffer.from('\n');
+/** For checking a record's text when no field is pseudonymized. */
+const NO_PATHS = new PathTrie([]);
 
 interface TelemetryChunk {
   parts: Buffer[];
@@ -454,6 +458,12 @@ export class Gateway {
    */
   async ingest(record: unknown, opts: { owned?: boolean } = {}): Promise<IngestResult> {
     if (this.stopping) throw new GatewayStoppedError('the gateway is stopping: record not accepted');
+    // JSON bytes are stored as they came (pseudonyms spliced in), without parsing them into objects
+    // and serializing them again, unless anomaly detection needs the values.
+    if (record instanceof Uint8Array && !this.anomalies) {
+      const result = await this.ingestText(record);
+      if (result) return result;
+    }
     let value: unknown = record;
     let owned = opts.owned === true;
     if (typeof record === 'string' || record instanceof Uint8Array) {
@@ -489,17 +499,50 @@ export class Gateway {
     } catch (err) {
       return this.deadletter('ingest', `record cannot be serialized: ${describe(err)}`, {});
     }
-    const bytes = Buffer.from(json);
+    return this.accept(Buffer.from(json), out);
+  }
+
+  /**
+   * ingest() of JSON bytes that are one valid JSON object, done on the text (see
+   * Pseudonymizer.applyToText); undefined for any other bytes, which ingest() then parses (and
+   * deadletters with JSON.parse's reason).
+   */
+  private async ingestText(text: Uint8Array): Promise<IngestResult | undefined> {
+    let line: Buffer;
+    if (this.pseudonymizer) {
+      try {
+        const r = await this.pseudonymizer.applyToText(text);
+        if (!r) return undefined;
+        line = r.json;
+      } catch (err) {
+        return this.deadletter('ingest', `pseudonymization failed: ${describe(err)}`, {
+          record: JSON.parse(Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString()),
+        });
+      }
+    } else {
+      if (!isUtf8(text)) return undefined;
+      const scan = scanJson(text, NO_PATHS);
+      if (scan === undefined || scan.root !== 0x7b) return undefined;
+      line = ndjsonLine(text);
+    }
+    return this.accept(line);
+  }
+
+  /**
+   * Appends an accepted record's NDJSON line to the telemetry stream; `record` is its value, when it
+   * was parsed (anomaly detection runs on it).
+   */
+  private async accept(bytes: Buffer, record?: Record<string, unknown>): Promise<IngestResult> {
     if (this.config.telemetry.delivery === 'stream' && bytes.length > MAX_STREAM_RECORD_BYTES) {
       return this.deadletter(
         'ingest',
         `record of ${bytes.length} bytes is too large to stream (AWS IoT Core takes messages of at most ${MAX_STREAM_RECORD_BYTES} bytes)`,
-        { record: out as JsonValue },
+        { record: (record ?? JSON.parse(bytes.toString())) as JsonValue },
       );
     }
     const { seq } = await this.appendTelemetry(bytes);
     this.counters.accepted++;
-    if (this.anomalies) await this.detectAnomalies(out);
+    if (this.anomalies && record) await this.detectAnomalies(record);
     this.appendedSinceRound++;
     this.appendedBytesSinceRound += bytes.length + 1;
     // Without an open batch, the first record after a round wakes the loop so that it arms the age

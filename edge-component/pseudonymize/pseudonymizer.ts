@@ -16,6 +16,7 @@
  *   pseudonymized record is produced (an `inPlace` record gets its values back).
  * - Logs carry counts and paths, never values.
  */
+import { isUtf8 } from 'node:buffer';
 import pino, { type Logger } from 'pino';
 import {
   InvalidRecordError,
@@ -24,6 +25,7 @@ import {
   UnsupportedValueError,
 } from './errors.js';
 import { formatJsonPath, type JsonPath, type PathSegment, parseJsonPath } from './json-path.js';
+import { ndjsonLine, PathTrie, scanJson, spliceValues } from './json-spans.js';
 import type { KeyRing } from './keyring.js';
 import type { ReidentificationEntry, ReidentificationStore } from './store.js';
 import type { PseudonymizableValue } from './token.js';
@@ -47,6 +49,18 @@ export interface ApplyOptions {
 export interface PseudonymizedRecord {
   /** The record with every matched value replaced: a new object, or the input itself with `inPlace`. */
   record: Record<string, unknown>;
+  /** Values replaced. */
+  tokens: number;
+}
+
+/** What {@link Pseudonymizer.applyToText} makes of a record's text. */
+export interface PseudonymizedText {
+  /**
+   * The text with every matched value's bytes replaced by its pseudonym (a JSON string), as one NDJSON
+   * line: no whitespace around it, line breaks (whitespace) as spaces. Everything else is the text as
+   * it came: members in their order, numbers as written.
+   */
+  json: Buffer;
   /** Values replaced. */
   tokens: number;
 }
@@ -119,6 +133,8 @@ export class Pseudonymizer {
   readonly #keys: KeyRing;
   readonly #store: ReidentificationStore;
   readonly #log: Logger;
+  /** The paths for scanning a record's text. */
+  readonly #trie: PathTrie;
 
   constructor(opts: PseudonymizerOptions) {
     const paths: JsonPath[] = [];
@@ -148,6 +164,7 @@ export class Pseudonymizer {
       paths.push(path);
     });
     this.#paths = paths;
+    this.#trie = new PathTrie(paths.map((p) => p.segments));
     this.#overlapping = paths.some((p, i) =>
       paths.slice(i + 1).some((q) => canOverlap(p.segments, q.segments)),
     );
@@ -244,6 +261,55 @@ export class Pseudonymizer {
     }
     this.#logApplied(entries.length);
     return { record: out, tokens: entries.length };
+  }
+
+  /**
+   * applyAsync() on the record's JSON text itself, without making objects of it: the same values are
+   * replaced by the same pseudonyms, the same errors are thrown (as rejections), and the mapping back is
+   * durable when it resolves; the result is the text with the pseudonyms spliced in. Every occurrence
+   * is replaced, also one JSON.parse would not keep (a member name repeated in an object), so that no
+   * raw value can pass in the text. Resolves with undefined, replacing nothing, unless the text is valid
+   * UTF-8 and one JSON object: JSON.parse then tells what is wrong with it.
+   */
+  async applyToText(text: Uint8Array): Promise<PseudonymizedText | undefined> {
+    if (!isUtf8(text)) return undefined;
+    const scan = scanJson(text, this.#trie);
+    if (scan === undefined || scan.root !== 0x7b) return undefined;
+    if (scan.spans.length === 0) return { json: ndjsonLine(text), tokens: 0 };
+    const bytes = Buffer.from(text.buffer, text.byteOffset, text.byteLength);
+    const values: PseudonymizableValue[] = [];
+    for (const span of scan.spans) {
+      const first = bytes[span.start];
+      let value: unknown;
+      if (first === 0x22) {
+        value = span.escaped
+          ? JSON.parse(bytes.toString('utf8', span.start, span.end))
+          : bytes.toString('utf8', span.start + 1, span.end - 1);
+      } else if (first === 0x2d || (first !== undefined && first >= 0x30 && first <= 0x39)) {
+        value = Number(bytes.toString('latin1', span.start, span.end));
+      } else {
+        value = first === 0x7b ? {} : first === 0x5b ? [] : first === 0x74;
+      }
+      if (typeof value !== 'string' && !(typeof value === 'number' && Number.isFinite(value))) {
+        const path = formatJsonPath(span.keys);
+        throw new UnsupportedValueError(
+          `${path} is ${kindOf(value)}; only strings and numbers can be pseudonymized`,
+          path,
+        );
+      }
+      values.push(value);
+    }
+    const entries: ReidentificationEntry[] = [];
+    const replacements: { start: number; end: number; bytes: Buffer }[] = [];
+    scan.spans.forEach((span, i) => {
+      const value = values[i] as PseudonymizableValue;
+      const token = this.#keys.pseudonym(value);
+      entries.push({ token, value });
+      replacements.push({ start: span.start, end: span.end, bytes: Buffer.from(`"${token}"`, 'latin1') });
+    });
+    await this.#store.putDurable(entries);
+    this.#logApplied(entries.length);
+    return { json: spliceValues(text, replacements), tokens: entries.length };
   }
 
   #check(record: unknown): Record<string, unknown> {

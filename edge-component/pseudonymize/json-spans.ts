@@ -1,0 +1,395 @@
+/**
+ * Works on a record's JSON text as it arrived, so that the ingest path need neither parse the record
+ * into objects nor serialize it again (both cost more than one pass over the bytes):
+ *
+ * - {@link scanJson} checks that the text is one JSON value, by the grammar of RFC 8259 exactly as
+ *   JSON.parse applies it, and finds the byte spans of the values at the configured paths;
+ * - {@link spliceValues} writes the text with some of those spans replaced;
+ * - {@link ndjsonLine} makes one NDJSON line of a text (outer whitespace off, line breaks to spaces).
+ *
+ * The text must be valid UTF-8 (check with `isUtf8`; JSON.parse of a decoded text would see U+FFFD
+ * where the bytes are invalid). Line breaks can only be whitespace in a valid text (inside strings
+ * they are escaped), so turning them into spaces never changes a value.
+ */
+import type { PathSegment } from './json-path.js';
+
+export type SpanKey = string | number;
+
+/** A value at a configured path: its location (as pseudonymizer matches name it) and its bytes. */
+export interface ValueSpan {
+  keys: SpanKey[];
+  /** Offset of the value's first byte (a string's opening quote). */
+  start: number;
+  /** Offset after its last byte. */
+  end: number;
+  /** A string value with escape sequences (decode it with JSON.parse). */
+  escaped: boolean;
+}
+
+export interface JsonScan {
+  /** The first byte of the top-level value (`{` for an object). */
+  root: number;
+  /**
+   * Every non-null value at a path, in text order. A member that occurs twice in an object gives two
+   * spans with the same keys (JSON.parse keeps the last one only).
+   */
+  spans: ValueSpan[];
+}
+
+/** The paths as a trie: the segments that can follow at one depth. */
+interface Node {
+  members: Map<string, Node> | undefined;
+  /** Member names of `members` as UTF-8, for comparing keys without decoding them. */
+  memberBytes: [Uint8Array, Node][] | undefined;
+  indices: Map<number, Node> | undefined;
+  wildcard: Node | undefined;
+  /** A path ends here. */
+  terminal: boolean;
+}
+
+const newNode = (): Node => ({
+  members: undefined,
+  memberBytes: undefined,
+  indices: undefined,
+  wildcard: undefined,
+  terminal: false,
+});
+
+/** Paths compiled once for {@link locateValues}. */
+export class PathTrie {
+  readonly root: Node = newNode();
+
+  constructor(paths: readonly (readonly PathSegment[])[]) {
+    for (const segments of paths) {
+      let node = this.root;
+      for (const seg of segments) {
+        let next: Node | undefined;
+        if (seg.kind === 'member') {
+          node.members ??= new Map();
+          next = node.members.get(seg.name);
+          if (!next) {
+            next = newNode();
+            node.members.set(seg.name, next);
+            node.memberBytes ??= [];
+            node.memberBytes.push([Buffer.from(seg.name), next]);
+          }
+        } else if (seg.kind === 'index') {
+          node.indices ??= new Map();
+          next = node.indices.get(seg.index);
+          if (!next) {
+            next = newNode();
+            node.indices.set(seg.index, next);
+          }
+        } else {
+          node.wildcard ??= newNode();
+          next = node.wildcard;
+        }
+        node = next;
+      }
+      node.terminal = true;
+    }
+  }
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const LBRACE = 0x7b;
+const RBRACE = 0x7d;
+const LBRACKET = 0x5b;
+const RBRACKET = 0x5d;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+const MINUS = 0x2d;
+const PLUS = 0x2b;
+const DOT = 0x2e;
+const ZERO = 0x30;
+const NINE = 0x39;
+const LF = 0x0a;
+const CR = 0x0d;
+const NULL_START = 0x6e; // n
+
+const isSpace = (c: number) => c === 0x20 || c === LF || c === CR || c === 0x09;
+const isDigit = (c: number) => c >= ZERO && c <= NINE;
+
+/** The bytes that may follow a backslash in a string (besides `u`). */
+const SIMPLE_ESCAPE = new Uint8Array(256);
+for (const c of '"\\/bfnrt') SIMPLE_ESCAPE[c.charCodeAt(0)] = 1;
+const HEX = new Uint8Array(256);
+for (const c of '0123456789abcdefABCDEF') HEX[c.charCodeAt(0)] = 1;
+
+const TRUE = Buffer.from('true');
+const FALSE = Buffer.from('false');
+const NULL = Buffer.from('null');
+
+/**
+ * The scanner's state: module variables rather than an object's fields, so that the byte loops read
+ * locals and context slots only (a scan runs to its end synchronously; scans never interleave).
+ */
+let buf: Uint8Array = new Uint8Array(0);
+let len = 0;
+let escaped = false;
+let spans: ValueSpan[] = [];
+const keys: SpanKey[] = [];
+
+/** Thrown (and caught in scanJson) where the text is not JSON. */
+class NotJson extends Error {}
+
+function fail(): never {
+  throw new NotJson();
+}
+
+function ws(p: number): number {
+  while (p < len && isSpace(buf[p] as number)) p++;
+  return p;
+}
+
+/** From an opening quote to after the closing one; sets `escaped` when the string holds escapes. */
+function string(p: number): number {
+  escaped = false;
+  for (p++; p < len; p++) {
+    const c = buf[p] as number;
+    if (c === QUOTE) return p + 1;
+    if (c < 0x20) fail();
+    if (c === BACKSLASH) {
+      escaped = true;
+      const e = buf[++p] as number;
+      if (e === 0x75) {
+        // \uXXXX
+        if (p + 4 >= len) fail();
+        for (let i = 1; i <= 4; i++) if (HEX[buf[p + i] as number] !== 1) fail();
+        p += 4;
+      } else if (SIMPLE_ESCAPE[e] !== 1) fail();
+    }
+  }
+  return fail();
+}
+
+function digits(p: number): number {
+  const from = p;
+  while (p < len && isDigit(buf[p] as number)) p++;
+  return p > from ? p : fail();
+}
+
+/** `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?` */
+function number(p: number): number {
+  if (buf[p] === MINUS) p++;
+  if (buf[p] === ZERO) p++;
+  else p = digits(p);
+  if (buf[p] === DOT) p = digits(p + 1);
+  const e = buf[p];
+  if (e === 0x65 || e === 0x45) {
+    p++;
+    if (buf[p] === PLUS || buf[p] === MINUS) p++;
+    p = digits(p);
+  }
+  return p;
+}
+
+function literal(p: number, word: Uint8Array): number {
+  if (p + word.length > len) fail();
+  for (let i = 0; i < word.length; i++) if (buf[p + i] !== word[i]) fail();
+  return p + word.length;
+}
+
+/** One value whose location the trie nodes in `states` lead to (none: not on a path). */
+function value(p: number, states: readonly Node[] | undefined): number {
+  const c = buf[p];
+  let end: number;
+  let withEscapes = false;
+  if (c === LBRACE) end = object(p, states);
+  else if (c === LBRACKET) end = array(p, states);
+  else if (c === QUOTE) {
+    end = string(p);
+    withEscapes = escaped;
+  } else if (c === MINUS || (c !== undefined && isDigit(c))) end = number(p);
+  else if (c === 0x74) end = literal(p, TRUE);
+  else if (c === 0x66) end = literal(p, FALSE);
+  else if (c === NULL_START) end = literal(p, NULL);
+  else return fail();
+  // (null is never replaced: there is nothing to hide)
+  if (states !== undefined && c !== NULL_START) {
+    for (const s of states) {
+      if (s.terminal) {
+        spans.push({ keys: keys.slice(), start: p, end, escaped: withEscapes });
+        break;
+      }
+    }
+  }
+  return end;
+}
+
+function decodeKey(start: number, end: number, withEscapes: boolean): string {
+  const raw = Buffer.from(buf.buffer, buf.byteOffset + start, end - start);
+  return withEscapes ? (JSON.parse(raw.toString()) as string) : raw.toString('utf8', 1, end - start - 1);
+}
+
+function sameBytes(start: number, end: number, name: Uint8Array): boolean {
+  if (end - start !== name.length) return false;
+  for (let i = 0; i < name.length; i++) if (buf[start + i] !== name[i]) return false;
+  return true;
+}
+
+/** The trie nodes a member leads to from `states`, or undefined. */
+function memberStates(states: readonly Node[], keyStart: number, keyEnd: number, withEscapes: boolean) {
+  let next: Node[] | undefined;
+  let key: string | undefined;
+  for (const s of states) {
+    if (s.wildcard) {
+      next ??= [];
+      next.push(s.wildcard);
+    }
+    const names = s.memberBytes;
+    if (names === undefined) continue;
+    if (withEscapes) {
+      key ??= decodeKey(keyStart, keyEnd, true);
+      const n = s.members?.get(key);
+      if (n) {
+        next ??= [];
+        next.push(n);
+      }
+    } else {
+      for (let i = 0; i < names.length; i++) {
+        const [name, n] = names[i] as [Uint8Array, Node];
+        if (sameBytes(keyStart + 1, keyEnd - 1, name)) {
+          next ??= [];
+          next.push(n);
+        }
+      }
+    }
+  }
+  return next;
+}
+
+function object(p: number, states: readonly Node[] | undefined): number {
+  p = ws(p + 1);
+  if (buf[p] === RBRACE) return p + 1;
+  for (;;) {
+    if (buf[p] !== QUOTE) fail();
+    const keyStart = p;
+    p = string(p);
+    const keyEnd = p;
+    const withEscapes = escaped;
+    p = ws(p);
+    if (buf[p] !== COLON) fail();
+    p = ws(p + 1);
+    const next = states && memberStates(states, keyStart, keyEnd, withEscapes);
+    if (next !== undefined) {
+      keys.push(decodeKey(keyStart, keyEnd, withEscapes));
+      p = value(p, next);
+      keys.pop();
+    } else p = value(p, undefined);
+    p = ws(p);
+    const d = buf[p];
+    if (d === RBRACE) return p + 1;
+    if (d !== COMMA) fail();
+    p = ws(p + 1);
+  }
+}
+
+function array(p: number, states: readonly Node[] | undefined): number {
+  p = ws(p + 1);
+  if (buf[p] === RBRACKET) return p + 1;
+  for (let index = 0; ; index++) {
+    let next: Node[] | undefined;
+    if (states) {
+      for (const s of states) {
+        if (s.wildcard) {
+          next ??= [];
+          next.push(s.wildcard);
+        }
+        const n = s.indices?.get(index);
+        if (n) {
+          next ??= [];
+          next.push(n);
+        }
+      }
+    }
+    if (next !== undefined) {
+      keys.push(index);
+      p = value(p, next);
+      keys.pop();
+    } else p = value(p, undefined);
+    p = ws(p);
+    const d = buf[p];
+    if (d === RBRACKET) return p + 1;
+    if (d !== COMMA) fail();
+    p = ws(p + 1);
+  }
+}
+
+/**
+ * Checks that `text` (valid UTF-8) is one JSON value, surrounded by whitespace only, and finds the
+ * values at the paths of `trie`. Returns undefined when it is not JSON, or nests too deep to scan here
+ * (JSON.parse then tells which, or takes it).
+ */
+export function scanJson(text: Uint8Array, trie: PathTrie): JsonScan | undefined {
+  buf = text;
+  len = text.length;
+  spans = [];
+  keys.length = 0;
+  try {
+    const start = ws(0);
+    const end = ws(value(start, [trie.root]));
+    return end === len ? { root: text[start] as number, spans } : undefined;
+  } catch (err) {
+    if (err instanceof NotJson || err instanceof RangeError) return undefined;
+    throw err;
+  } finally {
+    buf = new Uint8Array(0);
+    len = 0;
+    spans = [];
+  }
+}
+
+/**
+ * The text with each given span replaced by its bytes, as one NDJSON line (see {@link ndjsonLine}).
+ * `replacements` must be in text order and must not overlap.
+ */
+export function spliceValues(
+  text: Uint8Array,
+  replacements: readonly { start: number; end: number; bytes: Uint8Array }[],
+): Buffer {
+  let [from, to] = trimmed(text);
+  let length = to - from;
+  for (const r of replacements) length += r.bytes.length - (r.end - r.start);
+  const out = Buffer.allocUnsafe(length);
+  let o = 0;
+  for (const r of replacements) {
+    o += copyLine(text, from, r.start, out, o);
+    out.set(r.bytes, o);
+    o += r.bytes.length;
+    from = r.end;
+  }
+  copyLine(text, from, to, out, o);
+  return out;
+}
+
+/**
+ * One NDJSON line of a JSON text: without the whitespace around the value, and with any line break
+ * (whitespace between tokens) turned into a space. A view of `text` when there is nothing to change.
+ */
+export function ndjsonLine(text: Uint8Array): Buffer {
+  const [from, to] = trimmed(text);
+  const view = Buffer.from(text.buffer, text.byteOffset + from, to - from);
+  if (view.indexOf(LF) === -1 && view.indexOf(CR) === -1) return view;
+  const out = Buffer.allocUnsafe(to - from);
+  copyLine(text, from, to, out, 0);
+  return out;
+}
+
+function trimmed(text: Uint8Array): [number, number] {
+  let from = 0;
+  let to = text.length;
+  while (from < to && isSpace(text[from] as number)) from++;
+  while (to > from && isSpace(text[to - 1] as number)) to--;
+  return [from, to];
+}
+
+/** Copies text[from, to) to out at `at`, line breaks as spaces; returns the bytes copied. */
+function copyLine(text: Uint8Array, from: number, to: number, out: Buffer, at: number): number {
+  out.set(text.subarray(from, to), at);
+  const copied = out.subarray(at, at + to - from);
+  for (const c of [LF, CR])
+    for (let i = copied.indexOf(c); i !== -1; i = copied.indexOf(c, i + 1)) copied[i] = 0x20;
+  return to - from;
+}
