@@ -72,7 +72,7 @@ import type {
   ShadowClient,
   Unsubscribe,
 } from './ports.js';
-import { ndjsonLine, PathTrie, scanJson } from './pseudonymize/json-spans.js';
+import { NdjsonLine, PathTrie, scanJson } from './pseudonymize/json-spans.js';
 import { KeyRing, type SecretSource } from './pseudonymize/keyring.js';
 import { Pseudonymizer } from './pseudonymize/pseudonymizer.js';
 import { FileReidentificationStore } from './pseudonymize/store.js';
@@ -193,15 +193,17 @@ const CUTS_KEY = 'telemetry-cuts';
 /** Limits of one telemetry spool entry (records accepted in the same turn); also at most a batch. */
 const CHUNK_MAX_RECORDS = 256;
 const CHUNK_MAX_BYTES = 256 * 1024;
+/** Chunk buffers kept for reuse (more are in use only while that many chunks wait for commits). */
+const CHUNK_BUFFERS_KEPT = 8;
 /** Telemetry entries read at a time while looking for the next batch. */
 const HEAD_PAGE = 8;
-const LF = Buffer.from('\n');
 /** For checking a record's text when no field is pseudonymized. */
 const NO_PATHS = new PathTrie([]);
 
 interface TelemetryChunk {
-  parts: Buffer[];
-  /** Bytes of the records plus one separator each. */
+  /** The records' lines, newline-separated, from offset 0. */
+  buf: Buffer;
+  /** Bytes of the records plus one separator each (the last one not written). */
   bytes: number;
   count: number;
   done: Promise<AppendResult>;
@@ -310,6 +312,7 @@ export class Gateway {
   private readonly localSubs: Unsubscribe[] = [];
   /** The telemetry entry being filled in this event-loop turn. */
   private chunk: TelemetryChunk | undefined;
+  private readonly chunkBuffers: Buffer[] = [];
   private readonly topics: ReturnType<typeof eventTopics>;
 
   private constructor(
@@ -508,12 +511,12 @@ export class Gateway {
    * deadletters with JSON.parse's reason).
    */
   private async ingestText(text: Uint8Array): Promise<IngestResult | undefined> {
-    let line: Buffer;
+    let line: NdjsonLine;
     if (this.pseudonymizer) {
       try {
         const r = await this.pseudonymizer.applyToText(text);
         if (!r) return undefined;
-        line = r.json;
+        line = r.line;
       } catch (err) {
         return this.deadletter('ingest', `pseudonymization failed: ${describe(err)}`, {
           record: JSON.parse(Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString()),
@@ -523,7 +526,7 @@ export class Gateway {
       if (!isUtf8(text)) return undefined;
       const scan = scanJson(text, NO_PATHS);
       if (scan === undefined || scan.root !== 0x7b) return undefined;
-      line = ndjsonLine(text);
+      line = new NdjsonLine(text);
     }
     return this.accept(line);
   }
@@ -532,12 +535,13 @@ export class Gateway {
    * Appends an accepted record's NDJSON line to the telemetry stream; `record` is its value, when it
    * was parsed (anomaly detection runs on it).
    */
-  private async accept(bytes: Buffer, record?: Record<string, unknown>): Promise<IngestResult> {
+  private async accept(bytes: Buffer | NdjsonLine, record?: Record<string, unknown>): Promise<IngestResult> {
     if (this.config.telemetry.delivery === 'stream' && bytes.length > MAX_STREAM_RECORD_BYTES) {
+      const text = bytes instanceof NdjsonLine ? bytes.toBuffer() : bytes;
       return this.deadletter(
         'ingest',
         `record of ${bytes.length} bytes is too large to stream (AWS IoT Core takes messages of at most ${MAX_STREAM_RECORD_BYTES} bytes)`,
-        { record: (record ?? JSON.parse(bytes.toString())) as JsonValue },
+        { record: (record ?? JSON.parse(text.toString())) as JsonValue },
       );
     }
     const { seq } = await this.appendTelemetry(bytes);
@@ -563,7 +567,7 @@ export class Gateway {
    * record count as its metadata) and one commit: the spool's work per record stays small under load.
    * Each caller resolves once that entry is durable.
    */
-  private appendTelemetry(bytes: Buffer): Promise<AppendResult> {
+  private appendTelemetry(bytes: Buffer | NdjsonLine): Promise<AppendResult> {
     const limits = this.config.batching;
     let c = this.chunk;
     if (
@@ -571,25 +575,38 @@ export class Gateway {
       c.count >= Math.min(CHUNK_MAX_RECORDS, limits.maxRecords) ||
       c.bytes + bytes.length + 1 > Math.min(CHUNK_MAX_BYTES, limits.maxBytes)
     ) {
+      // The lines are written into a reused buffer (a record larger than one gets a buffer of its own):
+      // no new buffer per entry, and the spool need not copy it (it stays unchanged until the append
+      // settles, and the commit copies it into the database).
+      const buf =
+        bytes.length <= CHUNK_MAX_BYTES ? this.chunkBuffers.pop() : Buffer.allocUnsafeSlow(bytes.length);
       const chunk: TelemetryChunk = {
-        parts: [],
+        buf: buf ?? Buffer.allocUnsafeSlow(CHUNK_MAX_BYTES),
         bytes: 0,
         count: 0,
         done: Promise.resolve(undefined as never),
       };
       chunk.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
         if (this.chunk === chunk) this.chunk = undefined;
-        const body = Buffer.concat(chunk.parts, chunk.bytes - 1);
-        return this.spool.append(
+        const appended = this.spool.append(
           STREAMS.telemetry,
-          body,
+          chunk.buf.subarray(0, chunk.bytes - 1),
           chunk.count > 1 ? { records: chunk.count } : undefined,
+          { stable: true },
         );
+        const release = () => {
+          if (chunk.buf.length === CHUNK_MAX_BYTES && this.chunkBuffers.length < CHUNK_BUFFERS_KEPT) {
+            this.chunkBuffers.push(chunk.buf);
+          }
+        };
+        appended.then(release, release);
+        return appended;
       });
       this.chunk = c = chunk;
     }
-    if (c.count > 0) c.parts.push(LF);
-    c.parts.push(bytes);
+    if (c.count > 0) c.buf[c.bytes - 1] = 0x0a;
+    if (bytes instanceof NdjsonLine) bytes.writeTo(c.buf, c.bytes);
+    else c.buf.set(bytes, c.bytes);
     c.bytes += bytes.length + 1;
     c.count++;
     return c.done;

@@ -4,8 +4,8 @@
  *
  * - {@link scanJson} checks that the text is one JSON value, by the grammar of RFC 8259 exactly as
  *   JSON.parse applies it, and finds the byte spans of the values at the configured paths;
- * - {@link spliceValues} writes the text with some of those spans replaced;
- * - {@link ndjsonLine} makes one NDJSON line of a text (outer whitespace off, line breaks to spaces).
+ * - {@link NdjsonLine} makes one NDJSON line of the text (outer whitespace off, line breaks to spaces)
+ *   with some of those spans replaced, and writes it where it goes.
  *
  * The text must be valid UTF-8 (check with `isUtf8`; JSON.parse of a decoded text would see U+FFFD
  * where the bytes are invalid). Line breaks can only be whitespace in a valid text (inside strings
@@ -341,55 +341,70 @@ export function scanJson(text: Uint8Array, trie: PathTrie): JsonScan | undefined
   }
 }
 
+/** A byte range of a text to write in place of its own bytes. */
+export interface Replacement {
+  start: number;
+  end: number;
+  bytes: Uint8Array;
+}
+
 /**
- * The text with each given span replaced by its bytes, as one NDJSON line (see {@link ndjsonLine}).
- * `replacements` must be in text order and must not overlap.
+ * One NDJSON line made from a JSON text: the text without the whitespace around the value, line breaks
+ * (whitespace between tokens) turned into spaces, and some spans replaced. It is written straight into
+ * the buffer it goes to ({@link writeTo}), so that no intermediate copy is made.
  */
-export function spliceValues(
-  text: Uint8Array,
-  replacements: readonly { start: number; end: number; bytes: Uint8Array }[],
-): Buffer {
-  let [from, to] = trimmed(text);
-  let length = to - from;
-  for (const r of replacements) length += r.bytes.length - (r.end - r.start);
-  const out = Buffer.allocUnsafe(length);
-  let o = 0;
-  for (const r of replacements) {
-    o += copyLine(text, from, r.start, out, o);
-    out.set(r.bytes, o);
-    o += r.bytes.length;
-    from = r.end;
+export class NdjsonLine {
+  /** Bytes of the line. */
+  readonly length: number;
+  readonly #text: Buffer;
+  readonly #from: number;
+  readonly #to: number;
+  readonly #replacements: readonly Replacement[];
+  /** The text holds a line break (so the written bytes need a look). */
+  readonly #breaks: boolean;
+
+  constructor(text: Uint8Array, replacements: readonly Replacement[] = []) {
+    this.#text = Buffer.isBuffer(text) ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength);
+    let from = 0;
+    let to = text.length;
+    while (from < to && isSpace(text[from] as number)) from++;
+    while (to > from && isSpace(text[to - 1] as number)) to--;
+    this.#from = from;
+    this.#to = to;
+    this.#replacements = replacements;
+    let length = to - from;
+    for (const r of replacements) length += r.bytes.length - (r.end - r.start);
+    this.length = length;
+    const lf = this.#text.indexOf(LF, from);
+    const cr = this.#text.indexOf(CR, from);
+    this.#breaks = (lf !== -1 && lf < to) || (cr !== -1 && cr < to);
   }
-  copyLine(text, from, to, out, o);
-  return out;
-}
 
-/**
- * One NDJSON line of a JSON text: without the whitespace around the value, and with any line break
- * (whitespace between tokens) turned into a space. A view of `text` when there is nothing to change.
- */
-export function ndjsonLine(text: Uint8Array): Buffer {
-  const [from, to] = trimmed(text);
-  const view = Buffer.from(text.buffer, text.byteOffset + from, to - from);
-  if (view.indexOf(LF) === -1 && view.indexOf(CR) === -1) return view;
-  const out = Buffer.allocUnsafe(to - from);
-  copyLine(text, from, to, out, 0);
-  return out;
-}
+  /** Writes the line into `out` at `at` (`out` must have room for {@link length} bytes there). */
+  writeTo(out: Buffer, at: number): void {
+    const text = this.#text;
+    let from = this.#from;
+    let o = at;
+    for (const r of this.#replacements) {
+      o += text.copy(out, o, from, r.start);
+      out.set(r.bytes, o);
+      o += r.bytes.length;
+      from = r.end;
+    }
+    text.copy(out, o, from, this.#to);
+    if (this.#breaks) {
+      for (let i = at, end = at + this.length; i < end; i++) {
+        const c = out[i];
+        if (c === LF || c === CR) out[i] = 0x20;
+      }
+    }
+  }
 
-function trimmed(text: Uint8Array): [number, number] {
-  let from = 0;
-  let to = text.length;
-  while (from < to && isSpace(text[from] as number)) from++;
-  while (to > from && isSpace(text[to - 1] as number)) to--;
-  return [from, to];
-}
-
-/** Copies text[from, to) to out at `at`, line breaks as spaces; returns the bytes copied. */
-function copyLine(text: Uint8Array, from: number, to: number, out: Buffer, at: number): number {
-  out.set(text.subarray(from, to), at);
-  const copied = out.subarray(at, at + to - from);
-  for (const c of [LF, CR])
-    for (let i = copied.indexOf(c); i !== -1; i = copied.indexOf(c, i + 1)) copied[i] = 0x20;
-  return to - from;
+  /** The line in a buffer of its own (a view of the text when nothing changes). */
+  toBuffer(): Buffer {
+    if (this.#replacements.length === 0 && !this.#breaks) return this.#text.subarray(this.#from, this.#to);
+    const out = Buffer.allocUnsafe(this.length);
+    this.writeTo(out, 0);
+    return out;
+  }
 }

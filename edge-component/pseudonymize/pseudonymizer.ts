@@ -25,7 +25,7 @@ import {
   UnsupportedValueError,
 } from './errors.js';
 import { formatJsonPath, type JsonPath, type PathSegment, parseJsonPath } from './json-path.js';
-import { ndjsonLine, PathTrie, scanJson, spliceValues } from './json-spans.js';
+import { NdjsonLine, PathTrie, type Replacement, scanJson } from './json-spans.js';
 import type { KeyRing } from './keyring.js';
 import type { ReidentificationEntry, ReidentificationStore } from './store.js';
 import type { PseudonymizableValue } from './token.js';
@@ -60,7 +60,7 @@ export interface PseudonymizedText {
    * line: no whitespace around it, line breaks (whitespace) as spaces. Everything else is the text as
    * it came: members in their order, numbers as written.
    */
-  json: Buffer;
+  line: NdjsonLine;
   /** Values replaced. */
   tokens: number;
 }
@@ -275,7 +275,7 @@ export class Pseudonymizer {
     if (!isUtf8(text)) return undefined;
     const scan = scanJson(text, this.#trie);
     if (scan === undefined || scan.root !== 0x7b) return undefined;
-    if (scan.spans.length === 0) return { json: ndjsonLine(text), tokens: 0 };
+    if (scan.spans.length === 0) return { line: new NdjsonLine(text), tokens: 0 };
     const bytes = Buffer.from(text.buffer, text.byteOffset, text.byteLength);
     const values: PseudonymizableValue[] = [];
     for (const span of scan.spans) {
@@ -300,7 +300,7 @@ export class Pseudonymizer {
       values.push(value);
     }
     const entries: ReidentificationEntry[] = [];
-    const replacements: { start: number; end: number; bytes: Buffer }[] = [];
+    const replacements: Replacement[] = [];
     scan.spans.forEach((span, i) => {
       const value = values[i] as PseudonymizableValue;
       const token = this.#keys.pseudonym(value);
@@ -309,7 +309,7 @@ export class Pseudonymizer {
     });
     await this.#store.putDurable(entries);
     this.#logApplied(entries.length);
-    return { json: spliceValues(text, replacements), tokens: entries.length };
+    return { line: new NdjsonLine(text, replacements), tokens: entries.length };
   }
 
   #check(record: unknown): Record<string, unknown> {

@@ -561,10 +561,18 @@ export class Spool {
     return result;
   }
 
-  /** Appends one entry; resolves with its sequence number once it is durable. */
-  async append(stream: string, bytes: Uint8Array, metadata?: JsonValue): Promise<AppendResult> {
+  /**
+   * Appends one entry; resolves with its sequence number once it is durable. The bytes are copied,
+   * unless `stable` says that the caller leaves them unchanged until the returned promise settles.
+   */
+  async append(
+    stream: string,
+    bytes: Uint8Array,
+    metadata?: JsonValue,
+    opts: { stable?: boolean } = {},
+  ): Promise<AppendResult> {
     const rt = this.stream(stream);
-    const payload = Uint8Array.from(bytes);
+    const payload = opts.stable ? bytes : Uint8Array.from(bytes);
     const size = payload.byteLength;
     const t = this.clock.now();
     return this.track(() =>

@@ -10,7 +10,7 @@ import {
   UnsupportedValueError,
 } from '../../edge-component/pseudonymize/index.js';
 import { parseJsonPath } from '../../edge-component/pseudonymize/json-path.js';
-import { ndjsonLine, PathTrie, scanJson } from '../../edge-component/pseudonymize/json-spans.js';
+import { NdjsonLine, PathTrie, scanJson } from '../../edge-component/pseudonymize/json-spans.js';
 
 const NONE = new PathTrie([]);
 const trieOf = (...paths: string[]) => new PathTrie(paths.map((p) => parseJsonPath(p).segments));
@@ -172,13 +172,29 @@ describe('scanJson', () => {
   });
 });
 
-describe('ndjsonLine', () => {
+describe('NdjsonLine', () => {
   test('trims the text and turns line breaks between tokens into spaces; a view when nothing changes', () => {
-    expect(ndjsonLine(Buffer.from(' \n{"a":\r\n[1,\n2]}\n')).toString()).toBe('{"a":  [1, 2]}');
+    expect(new NdjsonLine(Buffer.from(' \n{"a":\r\n[1,\n2]}\n')).toBuffer().toString()).toBe(
+      '{"a":  [1, 2]}',
+    );
     const text = Buffer.from('{"a":1}');
-    const line = ndjsonLine(text);
+    const line = new NdjsonLine(text).toBuffer();
     expect(line.buffer).toBe(text.buffer);
     expect(line.toString()).toBe('{"a":1}');
+  });
+
+  test('writes itself with its replacements where it is told, and nowhere else', () => {
+    const text = Buffer.from('\t{"id": "X",\n "n": [1, "Y"]}  ');
+    const line = new NdjsonLine(new Uint8Array(text), [
+      { start: text.indexOf('"X"'), end: text.indexOf('"X"') + 3, bytes: Buffer.from('"token-1"') },
+      { start: text.indexOf('"Y"'), end: text.indexOf('"Y"') + 3, bytes: Buffer.from('2') },
+    ]);
+    const expected = '{"id": "token-1",  "n": [1, 2]}';
+    expect(line.length).toBe(expected.length);
+    const out = Buffer.alloc(line.length + 4, '#');
+    line.writeTo(out, 2);
+    expect(out.toString()).toBe(`##${expected}##`);
+    expect(line.toBuffer().toString()).toBe(expected);
   });
 });
 
@@ -212,17 +228,19 @@ describe('Pseudonymizer.applyToText', () => {
       const viaObject = await p.applyAsync(JSON.parse(pretty));
       expect(viaText).toBeDefined();
       expect(viaText!.tokens).toBe(viaObject.tokens);
-      expect(viaText!.json.includes(0x0a)).toBe(false);
-      expect(JSON.parse(viaText!.json.toString())).toEqual(viaObject.record);
+      expect(viaText!.line.toBuffer().includes(0x0a)).toBe(false);
+      expect(JSON.parse(viaText!.line.toBuffer().toString())).toEqual(viaObject.record);
     }
   });
 
   test('keeps the text as written apart from the replaced values', async () => {
     const p = make();
     const out = await p.applyToText(Buffer.from('  {"t": 1.50, "operatorId" : "OP-1", "z":[1e2]}\n'));
-    const token = p.reidentify(JSON.parse(out!.json.toString()).operatorId) === 'OP-1';
+    const token = p.reidentify(JSON.parse(out!.line.toBuffer().toString()).operatorId) === 'OP-1';
     expect(token).toBe(true);
-    expect(out!.json.toString()).toMatch(/^\{"t": 1\.50, "operatorId" : "k1\.[a-z2-7]{32}", "z":\[1e2\]\}$/);
+    expect(out!.line.toBuffer().toString()).toMatch(
+      /^\{"t": 1\.50, "operatorId" : "k1\.[a-z2-7]{32}", "z":\[1e2\]\}$/,
+    );
   });
 
   test('replaces every occurrence of a repeated member, not only the one JSON.parse keeps', async () => {
@@ -231,15 +249,15 @@ describe('Pseudonymizer.applyToText', () => {
       '{"operatorId":"OP-SECRET","operatorId":"OP-2","badge":{"id":"B-SECRET"},"badge":{"id":null}}';
     const out = await p.applyToText(Buffer.from(text));
     expect(out!.tokens).toBe(3);
-    expect(out!.json.toString()).not.toContain('SECRET');
-    expect(out!.json.toString()).not.toContain('OP-2');
+    expect(out!.line.toBuffer().toString()).not.toContain('SECRET');
+    expect(out!.line.toBuffer().toString()).not.toContain('OP-2');
   });
 
   test('a name or a value written with escapes is replaced like its plain form', async () => {
     const p = make();
     const out = await p.applyToText(Buffer.from('{"operator\\u0049d":"OP\\u002d1"}'));
     const plain = await p.applyAsync({ operatorId: 'OP-1' });
-    expect(JSON.parse(out!.json.toString())).toEqual({ operatorId: plain.record.operatorId });
+    expect(JSON.parse(out!.line.toBuffer().toString())).toEqual({ operatorId: plain.record.operatorId });
   });
 
   test.each([
