@@ -260,6 +260,14 @@ function memberStates(states: readonly Node[], keyStart: number, keyEnd: number,
   return next;
 }
 
+/** A member's or element's value at `key` that the trie nodes `next` lead to. */
+function onPath(p: number, next: readonly Node[], key: SpanKey): number {
+  keys.push(key);
+  const end = value(p, next);
+  keys.pop();
+  return end;
+}
+
 function object(p: number, states: readonly Node[] | undefined): number {
   p = ws(p + 1);
   if (buf[p] === RBRACE) return p + 1;
@@ -273,11 +281,7 @@ function object(p: number, states: readonly Node[] | undefined): number {
     if (buf[p] !== COLON) fail();
     p = ws(p + 1);
     const next = states && memberStates(states, keyStart, keyEnd, withEscapes);
-    if (next !== undefined) {
-      keys.push(decodeKey(keyStart, keyEnd, withEscapes));
-      p = value(p, next);
-      keys.pop();
-    } else p = value(p, undefined);
+    p = next !== undefined ? onPath(p, next, decodeKey(keyStart, keyEnd, withEscapes)) : value(p, undefined);
     p = ws(p);
     const d = buf[p];
     if (d === RBRACE) return p + 1;
@@ -304,11 +308,7 @@ function array(p: number, states: readonly Node[] | undefined): number {
         }
       }
     }
-    if (next !== undefined) {
-      keys.push(index);
-      p = value(p, next);
-      keys.pop();
-    } else p = value(p, undefined);
+    p = next !== undefined ? onPath(p, next, index) : value(p, undefined);
     p = ws(p);
     const d = buf[p];
     if (d === RBRACKET) return p + 1;

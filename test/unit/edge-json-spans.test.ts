@@ -3,6 +3,7 @@
  * Pseudonymizer.applyToText must give the records applyAsync gives, with no raw value left in the text.
  */
 import pino from 'pino';
+import { mulberry32 as prng } from '../../analytics/anomaly/synthetic.js';
 import {
   KeyRing,
   MemoryReidentificationStore,
@@ -22,18 +23,6 @@ function parses(text: Buffer): boolean {
   } catch {
     return false;
   }
-}
-
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const WS = [' ', '\n', '\r', '\t', ''];
