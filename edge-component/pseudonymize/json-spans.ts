@@ -17,7 +17,8 @@ export type SpanKey = string | number;
 
 /** A value at a configured path: its location (as pseudonymizer matches name it) and its bytes. */
 export interface ValueSpan {
-  keys: SpanKey[];
+  /** Where the value is (only when the scan was asked for them: decoding names costs). */
+  keys?: SpanKey[];
   /** Offset of the value's first byte (a string's opening quote). */
   start: number;
   /** Offset after its last byte. */
@@ -130,6 +131,8 @@ let len = 0;
 let escaped = false;
 let spans: ValueSpan[] = [];
 const keys: SpanKey[] = [];
+/** Whether spans get their keys. */
+let withKeys = false;
 
 /** Thrown (and caught in scanJson) where the text is not JSON. */
 class NotJson extends Error {}
@@ -210,7 +213,7 @@ function value(p: number, states: readonly Node[] | undefined): number {
   if (states !== undefined && c !== NULL_START) {
     for (const s of states) {
       if (s.terminal) {
-        spans.push({ keys: keys.slice(), start: p, end, escaped: withEscapes });
+        spans.push({ ...(withKeys ? { keys: keys.slice() } : {}), start: p, end, escaped: withEscapes });
         break;
       }
     }
@@ -260,9 +263,10 @@ function memberStates(states: readonly Node[], keyStart: number, keyEnd: number,
   return next;
 }
 
-/** A member's or element's value at `key` that the trie nodes `next` lead to. */
-function onPath(p: number, next: readonly Node[], key: SpanKey): number {
-  keys.push(key);
+/** A member's or element's value at `key` (a thunk: only called for spans' keys) that `next` lead to. */
+function onPath(p: number, next: readonly Node[], key: SpanKey | (() => SpanKey)): number {
+  if (!withKeys) return value(p, next);
+  keys.push(typeof key === 'function' ? key() : key);
   const end = value(p, next);
   keys.pop();
   return end;
@@ -281,7 +285,10 @@ function object(p: number, states: readonly Node[] | undefined): number {
     if (buf[p] !== COLON) fail();
     p = ws(p + 1);
     const next = states && memberStates(states, keyStart, keyEnd, withEscapes);
-    p = next !== undefined ? onPath(p, next, decodeKey(keyStart, keyEnd, withEscapes)) : value(p, undefined);
+    p =
+      next !== undefined
+        ? onPath(p, next, () => decodeKey(keyStart, keyEnd, withEscapes))
+        : value(p, undefined);
     p = ws(p);
     const d = buf[p];
     if (d === RBRACE) return p + 1;
@@ -322,11 +329,16 @@ function array(p: number, states: readonly Node[] | undefined): number {
  * values at the paths of `trie`. Returns undefined when it is not JSON, or nests too deep to scan here
  * (JSON.parse then tells which, or takes it).
  */
-export function scanJson(text: Uint8Array, trie: PathTrie): JsonScan | undefined {
+export function scanJson(
+  text: Uint8Array,
+  trie: PathTrie,
+  opts: { keys?: boolean } = {},
+): JsonScan | undefined {
   buf = text;
   len = text.length;
   spans = [];
   keys.length = 0;
+  withKeys = opts.keys === true;
   try {
     const start = ws(0);
     const end = ws(value(start, [trie.root]));
@@ -341,11 +353,12 @@ export function scanJson(text: Uint8Array, trie: PathTrie): JsonScan | undefined
   }
 }
 
-/** A byte range of a text to write in place of its own bytes. */
+/** A byte range of a text to write a JSON string in place of. */
 export interface Replacement {
   start: number;
   end: number;
-  bytes: Uint8Array;
+  /** The string's content: ASCII that needs no escaping (no control characters, `"` or `\\`). */
+  string: string;
 }
 
 /**
@@ -373,7 +386,7 @@ export class NdjsonLine {
     this.#to = to;
     this.#replacements = replacements;
     let length = to - from;
-    for (const r of replacements) length += r.bytes.length - (r.end - r.start);
+    for (const r of replacements) length += r.string.length + 2 - (r.end - r.start);
     this.length = length;
     const lf = this.#text.indexOf(LF, from);
     const cr = this.#text.indexOf(CR, from);
@@ -387,8 +400,9 @@ export class NdjsonLine {
     let o = at;
     for (const r of this.#replacements) {
       o += text.copy(out, o, from, r.start);
-      out.set(r.bytes, o);
-      o += r.bytes.length;
+      out[o++] = QUOTE;
+      o += out.write(r.string, o, 'latin1');
+      out[o++] = QUOTE;
       from = r.end;
     }
     text.copy(out, o, from, this.#to);

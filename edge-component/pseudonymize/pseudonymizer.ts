@@ -278,7 +278,7 @@ export class Pseudonymizer {
     if (scan.spans.length === 0) return { line: new NdjsonLine(text), tokens: 0 };
     const bytes = Buffer.from(text.buffer, text.byteOffset, text.byteLength);
     const values: PseudonymizableValue[] = [];
-    for (const span of scan.spans) {
+    for (const [i, span] of scan.spans.entries()) {
       const first = bytes[span.start];
       let value: unknown;
       if (first === 0x22) {
@@ -291,7 +291,8 @@ export class Pseudonymizer {
         value = first === 0x7b ? {} : first === 0x5b ? [] : first === 0x74;
       }
       if (typeof value !== 'string' && !(typeof value === 'number' && Number.isFinite(value))) {
-        const path = formatJsonPath(span.keys);
+        // The same scan again, with the spans' keys this time, to name the value.
+        const path = formatJsonPath(scanJson(text, this.#trie, { keys: true })?.spans[i]?.keys ?? []);
         throw new UnsupportedValueError(
           `${path} is ${kindOf(value)}; only strings and numbers can be pseudonymized`,
           path,
@@ -305,7 +306,7 @@ export class Pseudonymizer {
       const value = values[i] as PseudonymizableValue;
       const token = this.#keys.pseudonym(value);
       entries.push({ token, value });
-      replacements.push({ start: span.start, end: span.end, bytes: Buffer.from(`"${token}"`, 'latin1') });
+      replacements.push({ start: span.start, end: span.end, string: token });
     });
     await this.#store.putDurable(entries);
     this.#logApplied(entries.length);

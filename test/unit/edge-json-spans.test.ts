@@ -143,7 +143,9 @@ describe('scanJson', () => {
     const text = Buffer.from(
       '{"b":{"id":"X"},"operatorId":7,"r":[{"p":"A"},{"p":null},{"q":1},{"p":"B"}],"o":{"2":"two","1":"one"},"n":null}',
     );
-    const scan = scanJson(text, trieOf('$.operatorId', '$.b.id', '$.r[*].p', '$.r[3].p', '$.o[*]', '$.n'))!;
+    const scan = scanJson(text, trieOf('$.operatorId', '$.b.id', '$.r[*].p', '$.r[3].p', '$.o[*]', '$.n'), {
+      keys: true,
+    })!;
     expect(scan.spans.map((s) => [s.keys, text.toString('utf8', s.start, s.end)])).toEqual([
       [['b', 'id'], '"X"'],
       [['operatorId'], '7'],
@@ -156,8 +158,10 @@ describe('scanJson', () => {
 
   test('matches member names written with escapes, and reports values with escapes', () => {
     const text = Buffer.from('{"operator\\u0049d":"OP\\u002d1"}');
-    const [span] = scanJson(text, trieOf('$.operatorId'))!.spans;
+    const [span] = scanJson(text, trieOf('$.operatorId'), { keys: true })!.spans;
     expect(span).toMatchObject({ keys: ['operatorId'], escaped: true });
+    // without asking for keys, the spans are the same but for them
+    expect(scanJson(text, trieOf('$.operatorId'))!.spans).toEqual([{ ...span, keys: undefined }]);
   });
 });
 
@@ -173,12 +177,12 @@ describe('NdjsonLine', () => {
   });
 
   test('writes itself with its replacements where it is told, and nowhere else', () => {
-    const text = Buffer.from('\t{"id": "X",\n "n": [1, "Y"]}  ');
+    const text = Buffer.from('\t{"id": "X",\n "n": [1, 2]}  ');
     const line = new NdjsonLine(new Uint8Array(text), [
-      { start: text.indexOf('"X"'), end: text.indexOf('"X"') + 3, bytes: Buffer.from('"token-1"') },
-      { start: text.indexOf('"Y"'), end: text.indexOf('"Y"') + 3, bytes: Buffer.from('2') },
+      { start: text.indexOf('"X"'), end: text.indexOf('"X"') + 3, string: 'token-1' },
+      { start: text.indexOf('2'), end: text.indexOf('2') + 1, string: 'k2.x' },
     ]);
-    const expected = '{"id": "token-1",  "n": [1, 2]}';
+    const expected = '{"id": "token-1",  "n": [1, "k2.x"]}';
     expect(line.length).toBe(expected.length);
     const out = Buffer.alloc(line.length + 4, '#');
     line.writeTo(out, 2);
