@@ -20,11 +20,17 @@ import pino from 'pino';
 import { MemoryIotChannel } from '../edge-component/adapters/memory-channel.js';
 import { parseGatewayConfig } from '../edge-component/config.js';
 import { Gateway } from '../edge-component/gateway.js';
+import { tuneHeap } from '../edge-component/heap.js';
 import type { UploadRequest, UploadResult } from '../edge-component/uploader.js';
 import { percentile } from './stats.js';
 
 export interface ChildRequest {
   mode: 'pipeline' | 'baseline';
+  /**
+   * `component`: the heap settings of the component's process (edge-component/heap.ts; the parent
+   * passes its node options); `node`: Node's defaults.
+   */
+  heap: 'component' | 'node';
   /** A fresh directory for this run. */
   dir: string;
   records: number;
@@ -237,6 +243,7 @@ async function runPipeline(req: ChildRequest): Promise<ChildResult> {
     },
     { baseDir: req.dir },
   );
+  if (req.heap === 'component') tuneHeap();
   const uploader = new CountingUploader();
   const channel = new MemoryIotChannel({ connected: true });
   const gateway = await Gateway.start(config, { channel, uploader, logger: pino({ level: 'silent' }) });

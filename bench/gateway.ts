@@ -6,14 +6,16 @@
  * (bench/gateway-child.ts), alternating which goes first, so that the RSS measured is the gateway's own
  * and machine noise hits both alike.
  *
- * Every round also runs the pipeline with a small V8 heap ({@link LEAN_HEAP_FLAGS}): what a gateway
- * short of memory gets for its throughput.
+ * The children run with the component's heap settings (edge-component/heap.ts: the node options of the
+ * recipe's Run step, and the old generation's growth); every round also runs the pipeline once with
+ * Node's default heap, to show what those settings cost and save.
  *
  * Targets (the issue): at least 20,000 records/s on the 2-core bench machine, peak RSS under 150 MB.
  * BENCH_GATEWAY_CPU_PROF=<dir> writes a V8 CPU profile of every pipeline child to <dir>.
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { COMPONENT_NODE_OPTIONS } from '../edge-component/heap.js';
 import { bundleScript, runScript } from './child.js';
 import type { ChildRequest, ChildResult } from './gateway-child.js';
 import { median } from './stats.js';
@@ -56,20 +58,12 @@ export interface GatewayBenchResult {
   peakArrayBuffersMB: number;
   /** Peak RSS of the baseline children: the floor of a process that loads the same modules. */
   baselinePeakRssMB: number;
-  /** The pipeline with LEAN_HEAP_FLAGS: median records/s and p99, highest peak RSS. */
-  leanHeap: { recordsPerSec: number; p99Ms: number; peakRssMB: number };
+  /** The pipeline with Node's default heap settings: median records/s and p99, highest peak RSS. */
+  nodeDefaultHeap: { recordsPerSec: number; p99Ms: number; peakRssMB: number };
   pseudonyms: number;
   targets: { recordsPerSec: number; rssMB: number; recordsPerSecMet: boolean; rssMet: boolean };
   runs: ChildResult[];
 }
-
-/**
- * Node options that bound V8's heap: a young generation of 4 MB semi-spaces and an old generation of
- * 48 MB. Dead Buffers are then collected sooner (their memory is freed only when V8 collects their
- * small wrappers), at the cost of more garbage collection. The old-generation bound is a hard limit:
- * a process whose live heap outgrows it stops with "heap out of memory".
- */
-export const LEAN_HEAP_FLAGS = ['--max-semi-space-size=4', '--max-old-space-size=48'];
 
 export const TARGET_RECORDS_PER_SEC = 20_000;
 export const TARGET_RSS_MB = 150;
@@ -89,7 +83,7 @@ export async function benchGateway(
   const runs: ChildResult[] = [];
   const pipeline: ChildResult[] = [];
   const baseline: ChildResult[] = [];
-  const lean: ChildResult[] = [];
+  const nodeHeap: ChildResult[] = [];
   for (let round = 0; round < opts.rounds; round++) {
     const base = { records: opts.records, concurrency, batchRecords, seed: 1000 + round };
     const order: ChildRequest['mode'][] =
@@ -97,26 +91,30 @@ export async function benchGateway(
     for (const mode of order) {
       const dir = join(opts.dataDir, `round-${round}-${mode}`);
       mkdirSync(dir, { recursive: true });
-      const execArgv =
-        cpuProfDir && mode === 'pipeline' ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
-      const r = await runScript<ChildResult>(script, { ...base, mode, dir } satisfies ChildRequest, execArgv);
+      const profile = cpuProfDir && mode === 'pipeline' ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
+      const r = await runScript<ChildResult>(
+        script,
+        { ...base, mode, heap: 'component', dir } satisfies ChildRequest,
+        [...COMPONENT_NODE_OPTIONS, ...profile],
+      );
       runs.push(r);
       (mode === 'pipeline' ? pipeline : baseline).push(r);
       log(
         `  round ${round + 1} ${mode}: ${r.recordsPerSec.toFixed(0)} records/s, p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, peak RSS ${r.peakRssMB.toFixed(1)} MB`,
       );
     }
-    const dir = join(opts.dataDir, `round-${round}-lean`);
+    const dir = join(opts.dataDir, `round-${round}-node-heap`);
     mkdirSync(dir, { recursive: true });
-    const r = await runScript<ChildResult>(
-      script,
-      { ...base, mode: 'pipeline', dir } satisfies ChildRequest,
-      LEAN_HEAP_FLAGS,
-    );
+    const r = await runScript<ChildResult>(script, {
+      ...base,
+      mode: 'pipeline',
+      heap: 'node',
+      dir,
+    } satisfies ChildRequest);
     runs.push(r);
-    lean.push(r);
+    nodeHeap.push(r);
     log(
-      `  round ${round + 1} pipeline, ${LEAN_HEAP_FLAGS.join(' ')}: ${r.recordsPerSec.toFixed(0)} records/s, p99 ${r.p99Ms.toFixed(1)} ms, peak RSS ${r.peakRssMB.toFixed(1)} MB`,
+      `  round ${round + 1} pipeline, Node's default heap: ${r.recordsPerSec.toFixed(0)} records/s, p99 ${r.p99Ms.toFixed(1)} ms, peak RSS ${r.peakRssMB.toFixed(1)} MB`,
     );
   }
   const pick = (rs: ChildResult[], f: (r: ChildResult) => number) => median(rs.map(f));
@@ -148,10 +146,10 @@ export async function benchGateway(
     peakHeapTotalMB: max(pipeline, (r) => r.peakHeapTotalMB),
     peakArrayBuffersMB: max(pipeline, (r) => r.peakArrayBuffersMB),
     baselinePeakRssMB: max(baseline, (r) => r.peakRssMB),
-    leanHeap: {
-      recordsPerSec: pick(lean, (r) => r.recordsPerSec),
-      p99Ms: pick(lean, (r) => r.p99Ms),
-      peakRssMB: max(lean, (r) => r.peakRssMB),
+    nodeDefaultHeap: {
+      recordsPerSec: pick(nodeHeap, (r) => r.recordsPerSec),
+      p99Ms: pick(nodeHeap, (r) => r.p99Ms),
+      peakRssMB: max(nodeHeap, (r) => r.peakRssMB),
     },
     pseudonyms: max(pipeline, (r) => r.pseudonyms),
     targets: {

@@ -16,6 +16,7 @@ import {
   UploadSourceError,
 } from '../edge-component/errors.js';
 import { Gateway } from '../edge-component/gateway.js';
+import { tuneHeap } from '../edge-component/heap.js';
 import { LogTee } from '../edge-component/logs/tee.js';
 import type { IotChannel } from '../edge-component/ports.js';
 import { FileReidentificationStore } from '../edge-component/pseudonymize/store.js';
@@ -216,6 +217,7 @@ export async function gatewayRun(
     provider = credentialProviderFromConfig(config, { channel, logger });
     uploader = S3Uploader.fromConfig(config, provider, { logger });
     logStream = await KinesisDataStream.fromConfig(config, provider);
+    tuneHeap();
     gateway = await Gateway.start(config, {
       channel,
       uploader,

@@ -29,6 +29,11 @@ export const BatchLimitsSchema = z.strictObject(
     /** Uncompressed NDJSON bytes. */
     maxBytes: int(1024, 512 * 1024 * 1024).default(8 * 1024 * 1024),
     maxAgeMs: int(100, 86_400_000).default(60_000),
+    /**
+     * zlib level of the objects. 3 takes about half the CPU of zlib's default 6 for objects about 9%
+     * larger (NDJSON telemetry): a gateway's two cores have more to do.
+     */
+    gzipLevel: int(1, 9).default(3),
   },
   { error: (i) => (i.input === undefined ? 'is required' : 'must be an object') },
 );
@@ -150,9 +155,9 @@ export function cutBatch(
 const gzipAsync = promisify(gzip);
 
 /**
- * The object body of a batch: gzip of its text, on the thread pool (not the event loop). No name and
- * mtime 0 (zlib's defaults), so the same text always gives the same bytes.
+ * The object body of a batch: gzip of its text at `level`, on the thread pool (not the event loop).
+ * No name and mtime 0 (zlib's defaults), so the same text always gives the same bytes.
  */
-export function gzipBatch(batch: Pick<Batch, 'ndjson'>): Promise<Buffer> {
-  return gzipAsync(batch.ndjson, { level: 6 });
+export function gzipBatch(batch: Pick<Batch, 'ndjson'>, level: number): Promise<Buffer> {
+  return gzipAsync(batch.ndjson, { level });
 }

@@ -813,7 +813,7 @@ export class Gateway {
     }
     // The new cuts are durable before their upload starts (saved while the bodies are compressed).
     const [bodies] = await Promise.all([
-      Promise.all(fresh.map((b) => (streaming ? undefined : gzipBatch(b)))),
+      Promise.all(fresh.map((b) => (streaming ? undefined : gzipBatch(b, limits.gzipLevel)))),
       fresh.length > 0 ? this.saveCuts() : undefined,
     ]);
     fresh.forEach((batch, i) => {

@@ -1,11 +1,15 @@
 /**
  * The component's entry point under Greengrass (the recipe's Run step:
- * `node {artifacts:decompressedPath}/edgefleet/dist/edge-component/main.js`). It runs until the nucleus
+ * `node --max-semi-space-size=4 {artifacts:decompressedPath}/edgefleet/dist/edge-component/main.js`;
+ * see heap.ts). It runs until the nucleus
  * stops it (SIGTERM), then stops the gateway cleanly: open batches are cut and spooled, nothing
  * accepted is lost. Standalone runs use `npx edgefleet gateway run --config FILE` instead.
  */
 import pino from 'pino';
 import { GreengrassComponent } from './greengrass.js';
+import { tuneHeap } from './heap.js';
+
+tuneHeap();
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 

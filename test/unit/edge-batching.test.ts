@@ -33,10 +33,11 @@ describe('cutBatch', () => {
       batchId: '000000000001-000000000005',
     });
     expect(a.batch.key).toBe('raw/gw-1/telemetry/dt=2026-11-23/hour=14/000000000001-000000000005.ndjson.gz');
-    const [bodyA, bodyB] = await Promise.all([gzipBatch(a.batch), gzipBatch(b.batch)]);
+    const [bodyA, bodyB] = await Promise.all([gzipBatch(a.batch, 3), gzipBatch(b.batch, 3)]);
     expect(bodyA.equals(bodyB)).toBe(true);
     // The same bytes as a synchronous gzip at the same level: retries and restarts send identical bodies.
-    expect(bodyA.equals(gzipSync(a.batch.ndjson, { level: 6 }))).toBe(true);
+    expect(bodyA.equals(gzipSync(a.batch.ndjson, { level: 3 }))).toBe(true);
+    expect((await gzipBatch(a.batch, 9)).equals(gzipSync(a.batch.ndjson, { level: 9 }))).toBe(true);
     const lines = gunzipSync(bodyA).toString().trimEnd().split('\n');
     expect(lines.map((l) => JSON.parse(l).i)).toEqual([1, 2, 3, 4, 5]);
   });
@@ -84,5 +85,11 @@ describe('cutBatch', () => {
     const bad = BatchLimitsSchema.safeParse({ maxRecords: 0 });
     expect(bad.success).toBe(false);
     expect(bad.error?.issues[0]?.path).toEqual(['maxRecords']);
+    const level = BatchLimitsSchema.safeParse({ gzipLevel: 10 });
+    expect(level.error?.issues[0]).toMatchObject({
+      path: ['gzipLevel'],
+      message: 'must be an integer from 1 to 9',
+    });
+    expect(BatchLimitsSchema.parse({}).gzipLevel).toBe(3);
   });
 });

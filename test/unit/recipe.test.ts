@@ -8,6 +8,7 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { devicePolicyDocument } from '../../cloud/rules/policies.js';
 import { parseGatewayConfig } from '../../edge-component/config.js';
+import { COMPONENT_NODE_OPTIONS } from '../../edge-component/heap.js';
 
 const recipesFile = (name: string) => new URL(`../../recipes/${name}`, import.meta.url);
 
@@ -215,7 +216,9 @@ describe('recipes/recipe.yaml', () => {
     expect(zip?.URI).toBe(`s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/${ARTIFACT_ZIP}`);
     // Greengrass unpacks a ZIP artifact into a folder named after the archive.
     const unpacked = `{artifacts:decompressedPath}/${ARTIFACT_ZIP.replace(/\.zip$/, '')}/`;
-    expect(linux && runScript(linux)).toBe(`node ${unpacked}dist/edge-component/main.js`);
+    expect(linux && runScript(linux)).toBe(
+      `node ${COMPONENT_NODE_OPTIONS.join(' ')} ${unpacked}dist/edge-component/main.js`,
+    );
   });
 
   test('every authorization policy has a unique id prefixed by the component name', () => {
