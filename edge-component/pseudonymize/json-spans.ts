@@ -39,24 +39,37 @@ export interface JsonScan {
 
 /** The paths as a trie: the segments that can follow at one depth. */
 interface Node {
-  members: Map<string, Node> | undefined;
-  /** Member names of `members` as UTF-8, for comparing keys without decoding them. */
-  memberBytes: [Uint8Array, Node][] | undefined;
-  indices: Map<number, Node> | undefined;
+  members: Map<string, Edge> | undefined;
+  /** The same edges, for comparing member names as UTF-8 without decoding them. */
+  memberEdges: Edge[] | undefined;
+  indices: Map<number, Edge> | undefined;
   wildcard: Node | undefined;
+  /** `[wildcard]`, made once. */
+  wildcardOnly: Node[] | undefined;
   /** A path ends here. */
   terminal: boolean;
 }
 
+/** A named member or an index, and the lists of nodes it leads to from its node alone (made once). */
+interface Edge {
+  name: Uint8Array;
+  node: Node;
+  /** `[node]`, or `[wildcard, node]` when the parent has a wildcard too. */
+  next: Node[];
+}
+
 const newNode = (): Node => ({
   members: undefined,
-  memberBytes: undefined,
+  memberEdges: undefined,
   indices: undefined,
   wildcard: undefined,
+  wildcardOnly: undefined,
   terminal: false,
 });
 
-/** Paths compiled once for {@link locateValues}. */
+const edge = (name: string, node: Node): Edge => ({ name: Buffer.from(name), node, next: [node] });
+
+/** Paths compiled once for {@link scanJson}. */
 export class PathTrie {
   readonly root: Node = newNode();
 
@@ -64,32 +77,71 @@ export class PathTrie {
     for (const segments of paths) {
       let node = this.root;
       for (const seg of segments) {
-        let next: Node | undefined;
+        let next: Edge | undefined;
         if (seg.kind === 'member') {
           node.members ??= new Map();
           next = node.members.get(seg.name);
           if (!next) {
-            next = newNode();
+            next = edge(seg.name, newNode());
             node.members.set(seg.name, next);
-            node.memberBytes ??= [];
-            node.memberBytes.push([Buffer.from(seg.name), next]);
+            node.memberEdges ??= [];
+            node.memberEdges.push(next);
           }
         } else if (seg.kind === 'index') {
           node.indices ??= new Map();
           next = node.indices.get(seg.index);
           if (!next) {
-            next = newNode();
+            next = edge('', newNode());
             node.indices.set(seg.index, next);
           }
         } else {
           node.wildcard ??= newNode();
-          next = node.wildcard;
+          next = { name: Buffer.alloc(0), node: node.wildcard, next: [node.wildcard] };
         }
-        node = next;
+        node = next.node;
       }
       node.terminal = true;
     }
+    finish(this.root);
   }
+}
+
+/** Makes the node lists of every edge, once the trie is complete. */
+function finish(node: Node): void {
+  const w = node.wildcard;
+  if (w) {
+    node.wildcardOnly = [w];
+    finish(w);
+  }
+  for (const e of [...(node.members?.values() ?? []), ...(node.indices?.values() ?? [])]) {
+    e.next = w ? [w, e.node] : [e.node];
+    finish(e.node);
+  }
+}
+
+/**
+ * The nodes a member or an element leads to from `states`: `named` is the edge matching it in a node
+ * (for one node, a list made once; for several, a new one), or undefined where none does.
+ */
+function nextStates(states: readonly Node[], named: (s: Node) => Edge | undefined): Node[] | undefined {
+  if (states.length === 1) {
+    const s = states[0] as Node;
+    return named(s)?.next ?? s.wildcardOnly;
+  }
+  let next: Node[] | undefined;
+  for (let j = 0; j < states.length; j++) {
+    const s = states[j] as Node;
+    if (s.wildcard) {
+      next ??= [];
+      next.push(s.wildcard);
+    }
+    const e = named(s);
+    if (e) {
+      next ??= [];
+      next.push(e.node);
+    }
+  }
+  return next;
 }
 
 const QUOTE = 0x22;
@@ -126,7 +178,9 @@ const NULL = Buffer.from('null');
  * The scanner's state: module variables rather than an object's fields, so that the byte loops read
  * locals and context slots only (a scan runs to its end synchronously; scans never interleave).
  */
-let buf: Uint8Array = new Uint8Array(0);
+const EMPTY = new Uint8Array(0);
+const NO_SPANS: ValueSpan[] = [];
+let buf: Uint8Array = EMPTY;
 let len = 0;
 let escaped = false;
 let spans: ValueSpan[] = [];
@@ -211,9 +265,11 @@ function value(p: number, states: readonly Node[] | undefined): number {
   else return fail();
   // (null is never replaced: there is nothing to hide)
   if (states !== undefined && c !== NULL_START) {
-    for (const s of states) {
-      if (s.terminal) {
-        spans.push({ ...(withKeys ? { keys: keys.slice() } : {}), start: p, end, escaped: withEscapes });
+    for (let i = 0; i < states.length; i++) {
+      if ((states[i] as Node).terminal) {
+        const span: ValueSpan = { start: p, end, escaped: withEscapes };
+        if (withKeys) span.keys = keys.slice();
+        spans.push(span);
         break;
       }
     }
@@ -234,39 +290,40 @@ function sameBytes(start: number, end: number, name: Uint8Array): boolean {
 
 /** The trie nodes a member leads to from `states`, or undefined. */
 function memberStates(states: readonly Node[], keyStart: number, keyEnd: number, withEscapes: boolean) {
-  let next: Node[] | undefined;
-  let key: string | undefined;
-  for (const s of states) {
-    if (s.wildcard) {
-      next ??= [];
-      next.push(s.wildcard);
-    }
-    const names = s.memberBytes;
-    if (names === undefined) continue;
-    if (withEscapes) {
-      key ??= decodeKey(keyStart, keyEnd, true);
-      const n = s.members?.get(key);
-      if (n) {
-        next ??= [];
-        next.push(n);
-      }
-    } else {
-      for (let i = 0; i < names.length; i++) {
-        const [name, n] = names[i] as [Uint8Array, Node];
-        if (sameBytes(keyStart + 1, keyEnd - 1, name)) {
-          next ??= [];
-          next.push(n);
-        }
-      }
-    }
-  }
-  return next;
+  memberKeyStart = keyStart;
+  memberKeyEnd = keyEnd;
+  memberKey = withEscapes ? decodeKey(keyStart, keyEnd, true) : undefined;
+  return nextStates(states, memberEdge);
 }
 
-/** A member's or element's value at `key` (a thunk: only called for spans' keys) that `next` lead to. */
-function onPath(p: number, next: readonly Node[], key: SpanKey | (() => SpanKey)): number {
+/** The member being matched (module variables: no closure per member). */
+let memberKeyStart = 0;
+let memberKeyEnd = 0;
+/** Its decoded name, when it holds escapes. */
+let memberKey: string | undefined;
+
+function memberEdge(s: Node): Edge | undefined {
+  if (memberKey !== undefined) return s.members?.get(memberKey);
+  const edges = s.memberEdges;
+  if (edges === undefined) return undefined;
+  for (let i = 0; i < edges.length; i++) {
+    const e = edges[i] as Edge;
+    if (sameBytes(memberKeyStart + 1, memberKeyEnd - 1, e.name)) return e;
+  }
+  return undefined;
+}
+
+/** The element being matched. */
+let elementIndex = 0;
+
+function elementEdge(s: Node): Edge | undefined {
+  return s.indices?.get(elementIndex);
+}
+
+/** A member's or element's value at `key` (when spans get keys) that the nodes `next` lead to. */
+function onPath(p: number, next: readonly Node[], key: SpanKey): number {
   if (!withKeys) return value(p, next);
-  keys.push(typeof key === 'function' ? key() : key);
+  keys.push(key);
   const end = value(p, next);
   keys.pop();
   return end;
@@ -287,7 +344,7 @@ function object(p: number, states: readonly Node[] | undefined): number {
     const next = states && memberStates(states, keyStart, keyEnd, withEscapes);
     p =
       next !== undefined
-        ? onPath(p, next, () => decodeKey(keyStart, keyEnd, withEscapes))
+        ? onPath(p, next, withKeys ? decodeKey(keyStart, keyEnd, withEscapes) : '')
         : value(p, undefined);
     p = ws(p);
     const d = buf[p];
@@ -301,20 +358,8 @@ function array(p: number, states: readonly Node[] | undefined): number {
   p = ws(p + 1);
   if (buf[p] === RBRACKET) return p + 1;
   for (let index = 0; ; index++) {
-    let next: Node[] | undefined;
-    if (states) {
-      for (const s of states) {
-        if (s.wildcard) {
-          next ??= [];
-          next.push(s.wildcard);
-        }
-        const n = s.indices?.get(index);
-        if (n) {
-          next ??= [];
-          next.push(n);
-        }
-      }
-    }
+    elementIndex = index;
+    const next = states && nextStates(states, elementEdge);
     p = next !== undefined ? onPath(p, next, index) : value(p, undefined);
     p = ws(p);
     const d = buf[p];
@@ -347,9 +392,9 @@ export function scanJson(
     if (err instanceof NotJson || err instanceof RangeError) return undefined;
     throw err;
   } finally {
-    buf = new Uint8Array(0);
+    buf = EMPTY;
     len = 0;
-    spans = [];
+    spans = NO_SPANS;
   }
 }
 

@@ -25,7 +25,7 @@ import {
   UnsupportedValueError,
 } from './errors.js';
 import { formatJsonPath, type JsonPath, type PathSegment, parseJsonPath } from './json-path.js';
-import { NdjsonLine, PathTrie, type Replacement, scanJson } from './json-spans.js';
+import { NdjsonLine, PathTrie, type Replacement, scanJson, type ValueSpan } from './json-spans.js';
 import type { KeyRing } from './keyring.js';
 import type { ReidentificationEntry, ReidentificationStore } from './store.js';
 import type { PseudonymizableValue } from './token.js';
@@ -276,9 +276,13 @@ export class Pseudonymizer {
     const scan = scanJson(text, this.#trie);
     if (scan === undefined || scan.root !== 0x7b) return undefined;
     if (scan.spans.length === 0) return { line: new NdjsonLine(text), tokens: 0 };
-    const bytes = Buffer.from(text.buffer, text.byteOffset, text.byteLength);
-    const values: PseudonymizableValue[] = [];
-    for (const [i, span] of scan.spans.entries()) {
+    const bytes = Buffer.isBuffer(text) ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength);
+    const spans = scan.spans;
+    const entries: ReidentificationEntry[] = [];
+    const replacements: Replacement[] = [];
+    // (indexed loops: iterators and destructuring would allocate on every record)
+    for (let i = 0; i < spans.length; i++) {
+      const span = spans[i] as ValueSpan;
       const first = bytes[span.start];
       let value: unknown;
       if (first === 0x22) {
@@ -298,19 +302,14 @@ export class Pseudonymizer {
           path,
         );
       }
-      values.push(value);
-    }
-    const entries: ReidentificationEntry[] = [];
-    const replacements: Replacement[] = [];
-    scan.spans.forEach((span, i) => {
-      const value = values[i] as PseudonymizableValue;
       const token = this.#keys.pseudonym(value);
-      entries.push({ token, value });
+      // Only a new pseudonym's way back has to be stored (and waited for).
+      if (!this.#store.has(token)) entries.push({ token, value });
       replacements.push({ start: span.start, end: span.end, string: token });
-    });
-    await this.#store.putDurable(entries);
-    this.#logApplied(entries.length);
-    return { line: new NdjsonLine(text, replacements), tokens: entries.length };
+    }
+    if (entries.length > 0) await this.#store.putDurable(entries);
+    this.#logApplied(replacements.length);
+    return { line: new NdjsonLine(bytes, replacements), tokens: replacements.length };
   }
 
   #check(record: unknown): Record<string, unknown> {
