@@ -292,6 +292,29 @@ describe('ingest and deadletter routing', () => {
       ['ingest', 'ingest', 'ingest', 'ingest'],
     );
   });
+
+  it('stores a record received as JSON bytes as it was written, with every configured value pseudonymized', async () => {
+    const store = new MemoryReidentificationStore();
+    const pseudonymizer = new Pseudonymizer({
+      fields: ['$.operatorId', '$.badge.id'],
+      keys: KeyRing.generate(),
+      store,
+    });
+    const { gw } = await setup({ pseudonymizer });
+    // A repeated member, a name written with an escape, numbers as written, line breaks between tokens.
+    const text =
+      ' {"operatorId": "OP-1",\n "t": 20.50, "operator\\u0049d": "OP-2", "badge": {"id": 4711}, "n": 1e3}\r\n';
+    expect(await gw.ingest(Buffer.from(text))).toMatchObject({ accepted: true });
+    const [entry] = await gw.spool.read(STREAMS.telemetry, { maxEntries: 10, maxBytes: 1 << 20 });
+    const line = Buffer.from(entry!.bytes).toString();
+    expect(line).not.toMatch(/OP-1|OP-2|4711|\n|\r/);
+    const token = /"operatorId": "(k1\.[a-z2-7]{32})"/.exec(line)?.[1];
+    expect(pseudonymizer.reidentify(token!)).toBe('OP-1');
+    expect(line).toMatch(
+      /^\{"operatorId": "k1\.[a-z2-7]{32}", {2}"t": 20\.50, "operator\\u0049d": "k1\.[a-z2-7]{32}", "badge": \{"id": "k1\.[a-z2-7]{32}"\}, "n": 1e3\}$/,
+    );
+    expect(JSON.parse(line)).toMatchObject({ t: 20.5, n: 1000 });
+  });
 });
 
 describe('telemetry uploads', () => {

@@ -105,6 +105,16 @@ describe('Spool: appending and reading', () => {
     expect(str((await s.read('telemetry', all))[0]!.bytes)).toBe('abc');
   });
 
+  test('with `stable` (no copy), the bytes as they are until append() settles are stored; then they may change', async () => {
+    const s = await openSpool();
+    const buf = text('abcdef');
+    // The commit reads the caller's bytes (a view of a larger buffer here) when it runs.
+    const p = s.append('telemetry', buf.subarray(0, 3), undefined, { stable: true });
+    await p;
+    buf.fill(0x78);
+    expect(str((await s.read('telemetry', all))[0]!.bytes)).toBe('abc');
+  });
+
   test('read honours fromSeq, maxEntries and maxBytes (but always returns one entry)', async () => {
     const s = await openSpool();
     for (let i = 1; i <= 6; i++) await s.append('telemetry', bytes(10, i));
