@@ -138,7 +138,7 @@ try {
           `${g.peakHeapTotalMB.toFixed(0)} / ${g.peakArrayBuffersMB.toFixed(0)}`,
           '',
         ],
-        ['  floor: baseline process (same modules loaded)', g.baselinePeakRssMB, ''],
+        ['  floor: baseline process (same modules loaded)', g.baselinePeakRssMB.toFixed(0), ''],
         ["with Node's default heap settings: records/s", g.nodeDefaultHeap.recordsPerSec, ''],
         [
           '  its p99 ms / peak RSS MB',
