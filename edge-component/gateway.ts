@@ -457,7 +457,9 @@ export class Gateway {
    * Accepts one record: a JSON object, or JSON text/bytes of one. Resolves once it is durable in the
    * telemetry spool (accepted) or in the deadletter stream (with the reason). Rejects with
    * SpoolFullError when the spool refuses it, GatewayStoppedError after stop(). An object is not
-   * changed, unless `owned` says the caller hands it over (it was parsed for this call only).
+   * changed, unless `owned` says the caller hands it over (it was parsed for this call only). A valid
+   * record given as bytes is stored as it was written, its configured values pseudonymized in place
+   * (ingestText), unless anomaly detection needs it parsed.
    */
   async ingest(record: unknown, opts: { owned?: boolean } = {}): Promise<IngestResult> {
     if (this.stopping) throw new GatewayStoppedError('the gateway is stopping: record not accepted');

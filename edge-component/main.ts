@@ -1,9 +1,9 @@
 /**
  * The component's entry point under Greengrass (the recipe's Run step:
  * `node --max-semi-space-size=4 {artifacts:decompressedPath}/edgefleet/dist/edge-component/main.js`;
- * see heap.ts). It runs until the nucleus
- * stops it (SIGTERM), then stops the gateway cleanly: open batches are cut and spooled, nothing
- * accepted is lost. Standalone runs use `npx edgefleet gateway run --config FILE` instead.
+ * heap.ts says why). It runs until the nucleus stops it (SIGTERM), then stops the gateway cleanly: open
+ * batches are cut and spooled, nothing accepted is lost. Standalone runs use
+ * `npx edgefleet gateway run --config FILE` instead.
  */
 import pino from 'pino';
 import { GreengrassComponent } from './greengrass.js';

@@ -14,6 +14,9 @@
  * - The new (token, value) pairs of a record are stored durably in the re-identification store before
  *   apply() returns (put) or applyAsync() resolves (putDurable, group commit); if that fails, no
  *   pseudonymized record is produced (an `inPlace` record gets its values back).
+ * - applyToText() does the same on a record's JSON text (as received), without parsing it into objects:
+ *   the values are found by one validating scan (json-spans.ts) and the pseudonyms written in their
+ *   place; every occurrence of a location is replaced, also a repeated member JSON.parse would drop.
  * - Logs carry counts and paths, never values.
  */
 import { isUtf8 } from 'node:buffer';
