@@ -10,7 +10,8 @@
  *   sized when the process starts, so the recipe's Run step passes `--max-semi-space-size` to node.
  * - The old generation grows by {@link HEAP_GROWING_PERCENT}% after a full collection (V8's default
  *   factor is 1.1 to 4): set by {@link tuneHeap} at start (V8 reads it at each collection). It is not
- *   a limit: a gateway whose live heap is larger simply collects more often.
+ *   a limit: a gateway whose live heap is larger simply collects more often. A V8 that no longer knows
+ *   the flag prints "unrecognized flag" and keeps its default.
  */
 import { setFlagsFromString } from 'node:v8';
 
