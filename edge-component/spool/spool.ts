@@ -38,6 +38,23 @@ import {
 } from './errors.js';
 
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/**
+ * The size of lmdb's memory map. Left alone, lmdb-js starts with a small map and makes a new, larger
+ * one each time the database outgrows it; the older maps stay mapped with their pages resident (the
+ * spool of a busy gateway held 21 MB of them for a 9 MB file). One map sized for the streams' quotas
+ * from the start avoids that: it is address space, not memory (only the pages read count), and the
+ * file grows only with its data. A 32-bit process keeps lmdb-js's default (maps in chunks), as its
+ * address space is small.
+ */
+function mapSizeFor(config: SpoolConfig): { mapSize?: number } {
+  if (process.arch === 'arm' || process.arch === 'ia32') return {};
+  const quota = config.streams.reduce((n, s) => n + s.maxSizeBytes, 0);
+  // Twice the data, for the B-tree pages and the copies a transaction makes; lmdb grows it if need be.
+  const data = Math.min(quota, config.maxTotalBytes ?? quota);
+  return { mapSize: Math.min(4 * GiB, Math.max(64 * MiB, 2 * data)) };
+}
 
 /** Stream names double as directory names for blobs: letters, digits, `.`, `_`, `-`. */
 const StreamNameSchema = z
@@ -270,6 +287,7 @@ export class Spool {
         noSync: false,
         noMetaSync: false,
         maxDbs: 2 + 2 * config.streams.length + 32,
+        ...mapSizeFor(config),
       });
     } catch (err) {
       throw new SpoolStorageError(`cannot open the spool database in ${config.dir}`, { cause: err });

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -114,6 +114,23 @@ describe('Spool: appending and reading', () => {
     buf.fill(0x78);
     expect(str((await s.read('telemetry', all))[0]!.bytes)).toBe('abc');
   });
+
+  (process.platform === 'linux' ? test : test.skip)(
+    'the database is mapped once, however it grows (older, smaller maps would keep their pages resident)',
+    async () => {
+      const big: StreamConfigInput = { ...telemetry, maxSizeBytes: 64 << 20, segmentSizeBytes: 4 << 20 };
+      const s = await openSpool([big]);
+      // 24 MB through the spool, acked as it goes, as a busy gateway does.
+      for (let i = 0; i < 48; i++) {
+        const { seq } = await s.append('telemetry', bytes(512 * 1024, i));
+        if (i % 4 === 3) await s.ack('telemetry', seq);
+      }
+      const maps = (await readFile('/proc/self/maps', 'utf8'))
+        .split('\n')
+        .filter((l) => l.endsWith(join(dir, 'spool.mdb')));
+      expect(maps).toHaveLength(1);
+    },
+  );
 
   test('read honours fromSeq, maxEntries and maxBytes (but always returns one entry)', async () => {
     const s = await openSpool();
