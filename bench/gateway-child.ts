@@ -41,6 +41,7 @@ export interface ChildRequest {
 
 export interface ChildResult {
   mode: 'pipeline' | 'baseline';
+  heap: ChildRequest['heap'];
   records: number;
   bytes: number;
   seconds: number;
@@ -275,6 +276,7 @@ async function runPipeline(req: ChildRequest): Promise<ChildResult> {
   const map = readFileSync(config.pseudonymization!.mapFile, 'utf8');
   return {
     mode: 'pipeline',
+    heap: req.heap,
     records: req.records,
     bytes,
     seconds,
@@ -332,6 +334,7 @@ async function runBaseline(req: ChildRequest): Promise<ChildResult> {
   const sampled = rss.stop();
   return {
     mode: 'baseline',
+    heap: req.heap,
     records: req.records,
     bytes,
     seconds,
