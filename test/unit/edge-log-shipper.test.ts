@@ -138,6 +138,15 @@ function config(over: Record<string, unknown> = {}): LogsConfig {
   });
 }
 
+/** A shipper of one new, empty file (not the component's own lines) with these batch limits. */
+function shipOneFile(name: string, batch: Record<string, number>): { file: string; stream: ScriptedStream } {
+  const file = join(dir, name);
+  writeFileSync(file, '');
+  const stream = new ScriptedStream();
+  start(stream, config({ component: { enabled: false }, files: [{ path: file }], batch }));
+  return { file, stream };
+}
+
 function start(client: ScriptedStream, cfg: LogsConfig, opts: { online?: () => boolean } = {}): LogShipper {
   shipper = LogShipper.start({
     config: cfg,
@@ -369,17 +378,7 @@ describe('LogShipper', () => {
   });
 
   it('sends a call once it holds maxRecords, and waits for a batch to fill or age', async () => {
-    const file = join(dir, 'batch.log');
-    writeFileSync(file, '');
-    const stream = new ScriptedStream();
-    start(
-      stream,
-      config({
-        component: { enabled: false },
-        files: [{ path: file }],
-        batch: { maxRecords: 5, maxAgeMs: 3_600_000 },
-      }),
-    );
+    const { file, stream } = shipOneFile('batch.log', { maxRecords: 5, maxAgeMs: 3_600_000 });
     appendFileSync(file, Array.from({ length: 12 }, (_, i) => `line ${i}\n`).join(''));
     await stream.until(() => stream.accepted.length >= 10, 'two batches');
     await shipper!.stop();
@@ -391,17 +390,7 @@ describe('LogShipper', () => {
   });
 
   it('keeps each call within maxBytes of data and partition keys', async () => {
-    const file = join(dir, 'bytes.log');
-    writeFileSync(file, '');
-    const stream = new ScriptedStream();
-    start(
-      stream,
-      config({
-        component: { enabled: false },
-        files: [{ path: file }],
-        batch: { maxBytes: 1024, maxAgeMs: 3_600_000 },
-      }),
-    );
+    const { file, stream } = shipOneFile('bytes.log', { maxBytes: 1024, maxAgeMs: 3_600_000 });
     // Records of about 300 bytes: 3 to a call.
     appendFileSync(file, Array.from({ length: 9 }, (_, i) => `${i} ${'x'.repeat(200)}\n`).join(''));
     await stream.until(() => stream.accepted.length >= 6, 'two calls');
