@@ -17,6 +17,7 @@ import { type Gateway, STREAMS } from '../../edge-component/gateway.js';
 import {
   eventually,
   localGatewayConfig,
+  PSEUDONYMIZE_OPERATOR,
   removeDir,
   startTestCloud,
   type TestCloud,
@@ -46,11 +47,7 @@ async function startGateway(thing: string, delivery: 'stream' | 'upload') {
     file,
     JSON.stringify(
       localGatewayConfig(tc.cloud, thing, {
-        pseudonymization: {
-          fields: ['$.operatorId'],
-          keyFile: 'pseudonym.key',
-          mapFile: 'pseudonym-map.jsonl',
-        },
+        pseudonymization: PSEUDONYMIZE_OPERATOR,
         spool: { dir: 'spool' },
         batching: { maxRecords: 25, maxBytes: 65536, maxAgeMs: 200 },
         telemetry: { delivery },

@@ -59,6 +59,13 @@ export function removeDir(dir: string): void {
  * the file): its IoT endpoint, its HTTP endpoint for S3 and Kinesis, the data bucket. `extra` adds
  * sections; its `iot` and `aws` fields are merged into those.
  */
+/** The pseudonymization section of the standalone test gateways: `$.operatorId`, with files in its folder. */
+export const PSEUDONYMIZE_OPERATOR = {
+  fields: ['$.operatorId'],
+  keyFile: 'pseudonym.key',
+  mapFile: 'pseudonym-map.jsonl',
+} as const;
+
 export function localGatewayConfig(
   cloud: LocalCloud,
   thingName: string,

@@ -31,6 +31,7 @@ import { STREAMS } from '../../edge-component/gateway.js';
 import { Spool } from '../../edge-component/spool/index.js';
 import {
   localGatewayConfig,
+  PSEUDONYMIZE_OPERATOR,
   removeDir,
   startTestCloud,
   type TestCloud,
@@ -320,11 +321,7 @@ beforeAll(async () => {
         iot: { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
         credentials: { requestTimeoutMs: 5000, maxAttempts: 3 },
         upload: { maxAttempts: 2, backoff: { initialDelayMs: 100, maxDelayMs: 500 } },
-        pseudonymization: {
-          fields: ['$.operatorId'],
-          keyFile: 'pseudonym.key',
-          mapFile: 'pseudonym-map.jsonl',
-        },
+        pseudonymization: PSEUDONYMIZE_OPERATOR,
         spool: { dir: 'spool-crash' },
         batching: { maxRecords: 20, maxBytes: 65536, maxAgeMs: 200 },
         health: { intervalMs: 1000 },

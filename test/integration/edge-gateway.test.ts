@@ -21,6 +21,7 @@ import { S3Uploader } from '../../edge-component/uploader.js';
 import {
   eventually,
   localGatewayConfig,
+  PSEUDONYMIZE_OPERATOR,
   removeDir,
   startTestCloud,
   type TestCloud,
@@ -68,11 +69,7 @@ function writeConfig(name: string, port: number, extra: Record<string, unknown> 
         iot: { port, reconnect: { initialDelayMs: 50, maxDelayMs: 500 } },
         credentials: { requestTimeoutMs: 5000, maxAttempts: 3 },
         upload: { maxAttempts: 2, backoff: { initialDelayMs: 100, maxDelayMs: 500 } },
-        pseudonymization: {
-          fields: ['$.operatorId'],
-          keyFile: 'pseudonym.key',
-          mapFile: 'pseudonym-map.jsonl',
-        },
+        pseudonymization: PSEUDONYMIZE_OPERATOR,
         spool: { dir: 'spool' },
         batching: { maxRecords: 4, maxBytes: 65536, maxAgeMs: 300 },
         events: { retransmitInitialMs: 500, retransmitMaxMs: 2000 },
