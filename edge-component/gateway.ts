@@ -39,7 +39,6 @@
  *   with shuttingDown) if connected, stops the log shipper and closes the spool; whatever could not be
  *   uploaded or shipped (frames and log lines included) stays spooled.
  */
-import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
@@ -72,7 +71,7 @@ import type {
   ShadowClient,
   Unsubscribe,
 } from './ports.js';
-import { NdjsonLine, PathTrie, scanJson } from './pseudonymize/json-spans.js';
+import { NdjsonLine, PathTrie, scanRecord } from './pseudonymize/json-spans.js';
 import { KeyRing, type SecretSource } from './pseudonymize/keyring.js';
 import { Pseudonymizer } from './pseudonymize/pseudonymizer.js';
 import { FileReidentificationStore } from './pseudonymize/store.js';
@@ -525,9 +524,7 @@ export class Gateway {
         });
       }
     } else {
-      if (!isUtf8(text)) return undefined;
-      const scan = scanJson(text, NO_PATHS);
-      if (scan === undefined || scan.root !== 0x7b) return undefined;
+      if (scanRecord(text, NO_PATHS) === undefined) return undefined;
       line = new NdjsonLine(text);
     }
     return this.accept(line);

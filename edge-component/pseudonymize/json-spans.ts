@@ -7,10 +7,11 @@
  * - {@link NdjsonLine} makes one NDJSON line of the text (outer whitespace off, line breaks to spaces)
  *   with some of those spans replaced, and writes it where it goes.
  *
- * The text must be valid UTF-8 (check with `isUtf8`; JSON.parse of a decoded text would see U+FFFD
+ * The text must be valid UTF-8 ({@link scanRecord} checks; JSON.parse of a decoded text would see U+FFFD
  * where the bytes are invalid). Line breaks can only be whitespace in a valid text (inside strings
  * they are escaped), so turning them into spaces never changes a value.
  */
+import { isUtf8 } from 'node:buffer';
 import type { PathSegment } from './json-path.js';
 
 export type SpanKey = string | number;
@@ -396,6 +397,16 @@ export function scanJson(
     len = 0;
     spans = NO_SPANS;
   }
+}
+
+/**
+ * {@link scanJson} of a record's bytes: undefined unless they are valid UTF-8 and one JSON object
+ * (JSON.parse of the decoded text then tells what is wrong with them).
+ */
+export function scanRecord(text: Uint8Array, trie: PathTrie): JsonScan | undefined {
+  if (!isUtf8(text)) return undefined;
+  const scan = scanJson(text, trie);
+  return scan?.root === LBRACE ? scan : undefined;
 }
 
 /** A byte range of a text to write a JSON string in place of. */

@@ -19,7 +19,6 @@
  *   place; every occurrence of a location is replaced, also a repeated member JSON.parse would drop.
  * - Logs carry counts and paths, never values.
  */
-import { isUtf8 } from 'node:buffer';
 import pino, { type Logger } from 'pino';
 import {
   InvalidRecordError,
@@ -28,7 +27,14 @@ import {
   UnsupportedValueError,
 } from './errors.js';
 import { formatJsonPath, type JsonPath, type PathSegment, parseJsonPath } from './json-path.js';
-import { NdjsonLine, PathTrie, type Replacement, scanJson, type ValueSpan } from './json-spans.js';
+import {
+  NdjsonLine,
+  PathTrie,
+  type Replacement,
+  scanJson,
+  scanRecord,
+  type ValueSpan,
+} from './json-spans.js';
 import type { KeyRing } from './keyring.js';
 import type { ReidentificationEntry, ReidentificationStore } from './store.js';
 import type { PseudonymizableValue } from './token.js';
@@ -275,9 +281,8 @@ export class Pseudonymizer {
    * UTF-8 and one JSON object: JSON.parse then tells what is wrong with it.
    */
   async applyToText(text: Uint8Array): Promise<PseudonymizedText | undefined> {
-    if (!isUtf8(text)) return undefined;
-    const scan = scanJson(text, this.#trie);
-    if (scan === undefined || scan.root !== 0x7b) return undefined;
+    const scan = scanRecord(text, this.#trie);
+    if (scan === undefined) return undefined;
     if (scan.spans.length === 0) return { line: new NdjsonLine(text), tokens: 0 };
     const bytes = Buffer.isBuffer(text) ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength);
     const spans = scan.spans;
